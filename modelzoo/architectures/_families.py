@@ -1,0 +1,3 @@
+"""Imports every family module so that its builders register themselves."""
+
+# One import per family module; keep this list sorted.
