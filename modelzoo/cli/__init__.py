@@ -1,0 +1,66 @@
+"""The ``modelzoo`` command line (also ``python -m modelzoo``).
+
+Each command group lives in its own module exposing ``register(subparsers)``;
+a command's handler takes the parsed arguments and returns an exit code.
+Exit codes: 0 ok, 1 an error, 2 a usage error.  A user error is reported as
+one line on stderr, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from modelzoo.errors import ModelZooError
+
+COMMAND_MODULES = ("zoo", "fetch", "evaluate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every command group registered."""
+    from importlib import import_module
+
+    from modelzoo import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="modelzoo",
+        description="torchreid's person re-ID model zoo: list, download, load and verify models.",
+    )
+    parser.add_argument("--version", action="version", version=f"reid-modelzoo {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module_name in COMMAND_MODULES:
+        try:
+            module = import_module(f"modelzoo.cli.{module_name}")
+        except ModuleNotFoundError as exc:  # a command group not shipped yet
+            if exc.name != f"modelzoo.cli.{module_name}":
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return int(args.handler(args) or 0)
+    except ModelZooError as exc:
+        print(f"modelzoo: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `modelzoo list | head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("modelzoo: interrupted", file=sys.stderr)
+        return 130

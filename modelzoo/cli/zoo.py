@@ -1,0 +1,81 @@
+"""``modelzoo list`` and ``modelzoo info``: what the zoo holds."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+from modelzoo import manifest, table
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``list`` and ``info`` commands."""
+    p = subparsers.add_parser("list", help="list the models of the zoo with their published results")
+    p.add_argument("pattern", nargs="?", help="fnmatch pattern, e.g. 'osnet*'")
+    p.add_argument("--dataset", help="only models with a checkpoint for this dataset")
+    p.add_argument("--json", action="store_true", help="print the manifest records as JSON")
+    p.set_defaults(handler=run_list)
+
+    p = subparsers.add_parser("info", help="one model's card: every checkpoint and source")
+    p.add_argument("name", help="model name, alias or name.dataset")
+    p.add_argument("--json", action="store_true", help="print the record as JSON")
+    p.set_defaults(handler=run_info)
+
+
+def _as_json(record: manifest.ModelRecord) -> dict:
+    data = dataclasses.asdict(record)
+    data.pop("source_file", None)
+    return data
+
+
+def run_list(args: argparse.Namespace) -> int:
+    names = manifest.list_models(args.pattern, args.dataset)
+    records = [manifest.models()[n] for n in names]
+    if args.json:
+        print(json.dumps([_as_json(r) for r in records], indent=2))
+        return 0
+    if not records:
+        print("no model matches; run `modelzoo list` without arguments to see them all")
+        return 0
+    print(table.plain(records))
+    if table.extra_rows(records):
+        print("\nMore checkpoints (cross-domain, MSMT17 combineall, ImageNet):")
+        print(table.extra_plain(records))
+    print("\n* trained from scratch   † includes the classifier (hacnn)   Rank-1 (mAP) in %")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    name = args.name.split(".", 1)[0]
+    record = manifest.resolve_name(name)
+    if args.json:
+        print(json.dumps(_as_json(record), indent=2))
+        return 0
+    print(format_card(record))
+    return 0
+
+
+def format_card(record: manifest.ModelRecord) -> str:
+    """A human-readable card for one model."""
+    counted = "including the classifiers" if record.params_counted == "total" else "without the classifier"
+    lines = [
+        record.name + (f" (aliases: {', '.join(record.aliases)})" if record.aliases else ""),
+        f"  params      {table.params_cell(record)} M ({counted})",
+        f"  loss        {record.loss}",
+        f"  input       {record.input_size[0]}x{record.input_size[1]} (height x width), RGB, ImageNet mean/std",
+        f"  feature     {record.feature_dim}-d embedding in eval mode",
+        f"  scratch     {'yes (trained from scratch)' if record.from_scratch else 'no (ImageNet initialisation)'}",
+        "  checkpoints",
+    ]
+    for ckpt in record.checkpoints.values():
+        results = ", ".join(f"{r.dataset}: R1 {r.rank1:.1f} mAP {r.mAP:.1f}" for r in ckpt.results) or "no re-ID results"
+        lines += [
+            f"    {ckpt.name}  (trained on {ckpt.trained_on}, {ckpt.num_classes} classes, {ckpt.distance} distance)",
+            f"      published  {results}",
+            f"      file       {ckpt.filename} ({ckpt.format}); sha256 {ckpt.sha256 or 'unknown'}; size {ckpt.size or 'unknown'}",
+        ]
+        lines += [f"      source     [{s.kind}] {s.url}" for s in ckpt.sources]
+        if ckpt.notes:
+            lines.append(f"      note       {ckpt.notes}")
+    return "\n".join(lines)

@@ -1,0 +1,391 @@
+"""Read and validate the manifest: the one source of truth about the zoo.
+
+The manifest is data (``manifest/*.json``, one file per architecture; the
+fields are documented in ``manifest/README.md``).  This module turns it into
+frozen dataclasses, refuses unknown or missing fields (naming the file and
+the field), and resolves names: canonical names, torchreid aliases,
+``name.dataset`` and dataset short names (``market``, ``duke``, ``msmt``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+from modelzoo import config
+from modelzoo.errors import ManifestError, UnknownDatasetError, UnknownModelError
+
+DATASETS = ("market1501", "dukemtmcreid", "msmt17")
+DATASET_ALIASES = {
+    "market": "market1501",
+    "market-1501": "market1501",
+    "duke": "dukemtmcreid",
+    "dukemtmc": "dukemtmcreid",
+    "dukemtmc-reid": "dukemtmcreid",
+    "msmt": "msmt17",
+}
+SOURCE_KINDS = ("http", "gdrive", "hf")
+FORMATS = ("zip", "checkpoint")
+DISTANCES = ("euclidean", "cosine")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One host of a checkpoint file."""
+
+    url: str
+    kind: str  # "http" | "gdrive" | "hf"
+    format: str  # "zip" | "checkpoint": what this host serves
+
+
+@dataclass(frozen=True)
+class Result:
+    """A published result of a checkpoint on one test dataset (percentages)."""
+
+    dataset: str
+    rank1: float
+    mAP: float
+    rank5: float | None = None
+    rank10: float | None = None
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The eval transform a checkpoint expects: resize, to tensor, normalise."""
+
+    input_size: tuple[int, int]  # (height, width)
+    interpolation: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    color_order: str  # "RGB": images are fed as RGB, never BGR
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One trained weights file of a model."""
+
+    model: str
+    key: str  # e.g. "market1501", "msmt17_combineall", "imagenet"
+    trained_on: str
+    num_classes: int
+    filename: str
+    format: str
+    distance: str
+    sha256: str | None
+    size: int | None
+    preprocessing: Preprocessing
+    sources: tuple[Source, ...]
+    results: tuple[Result, ...]
+    notes: str = ""
+
+    @property
+    def name(self) -> str:
+        """The two-part name ``model.key``."""
+        return f"{self.model}.{self.key}"
+
+    def result_on(self, dataset: str) -> Result | None:
+        """The published result on ``dataset``, if there is one."""
+        return next((r for r in self.results if r.dataset == dataset), None)
+
+    @property
+    def same_domain(self) -> Result | None:
+        """The published result on the dataset it was trained on (None for cross-domain)."""
+        return self.result_on(self.trained_on)
+
+    @property
+    def rank1(self) -> float | None:
+        """Published same-domain Rank-1 (%)."""
+        result = self.same_domain
+        return result.rank1 if result else None
+
+    @property
+    def mAP(self) -> float | None:  # noqa: N802  (the field's published name)
+        """Published same-domain mAP (%)."""
+        result = self.same_domain
+        return result.mAP if result else None
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One architecture of the zoo with every checkpoint trained for it."""
+
+    name: str
+    aliases: tuple[str, ...]
+    torchreid_name: str
+    params_m: float | None
+    params_counted: str  # "without_classifier" | "total" (hacnn's published figure)
+    loss: str
+    input_size: tuple[int, int]
+    from_scratch: bool
+    feature_dim: int
+    classifier_keys: tuple[str, ...]
+    order: int
+    checkpoints: Mapping[str, Checkpoint] = field(default_factory=dict)
+    source_file: str = ""
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """Keys of its checkpoints, in manifest order."""
+        return tuple(self.checkpoints)
+
+
+# ---------------------------------------------------------------------------
+# parsing with validation
+
+_MODEL_FIELDS = {
+    "name": str,
+    "aliases": list,
+    "torchreid_name": str,
+    "params_m": (float, int, type(None)),
+    "params_counted": str,
+    "loss": str,
+    "input_size": list,
+    "from_scratch": bool,
+    "feature_dim": int,
+    "classifier_keys": list,
+    "order": int,
+    "checkpoints": dict,
+}
+_CHECKPOINT_FIELDS = {
+    "trained_on": str,
+    "num_classes": int,
+    "filename": str,
+    "format": str,
+    "distance": str,
+    "sha256": (str, type(None)),
+    "size": (int, type(None)),
+    "preprocessing": dict,
+    "sources": list,
+    "results": list,
+    "notes": str,
+}
+_PREPROCESSING_FIELDS = {"input_size": list, "interpolation": str, "mean": list, "std": list, "color_order": str}
+_SOURCE_FIELDS = {"url": str, "kind": str}
+_SOURCE_OPTIONAL = {"format": str}
+_RESULT_FIELDS = {"dataset": str, "rank1": (float, int), "mAP": (float, int)}
+_RESULT_OPTIONAL = {"rank5": (float, int), "rank10": (float, int)}
+
+
+def _check_fields(
+    data: Any, required: dict, where: str, optional: dict | None = None
+) -> dict:
+    """Refuse a non-object, a missing or unknown field, or a field of the wrong type."""
+    if not isinstance(data, dict):
+        raise ManifestError(f"{where}: expected an object, got {type(data).__name__}")
+    optional = optional or {}
+    unknown = sorted(set(data) - set(required) - set(optional))
+    if unknown:
+        raise ManifestError(f"{where}: unknown field {unknown[0]!r} (see manifest/README.md)")
+    for name, kind in required.items():
+        if name not in data:
+            raise ManifestError(f"{where}: missing field {name!r} (see manifest/README.md)")
+    for name, kind in {**required, **optional}.items():
+        value = data.get(name)
+        if name in data and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            raise ManifestError(f"{where}: field {name!r} has the wrong type ({type(value).__name__})")
+    return data
+
+
+def _one_of(value: str, allowed: tuple[str, ...], where: str) -> str:
+    if value not in allowed:
+        raise ManifestError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _pair(values: list, where: str) -> tuple[int, int]:
+    if len(values) != 2 or not all(isinstance(v, int) and v > 0 for v in values):
+        raise ManifestError(f"{where}: expected [height, width] as two positive integers")
+    return (values[0], values[1])
+
+
+def _parse_source(data: Any, default_format: str, where: str) -> Source:
+    data = _check_fields(data, _SOURCE_FIELDS, where, _SOURCE_OPTIONAL)
+    kind = _one_of(data["kind"], SOURCE_KINDS, f"{where}.kind")
+    fmt = _one_of(data.get("format", default_format), FORMATS, f"{where}.format")
+    return Source(url=data["url"], kind=kind, format=fmt)
+
+
+def _parse_result(data: Any, where: str) -> Result:
+    data = _check_fields(data, _RESULT_FIELDS, where, _RESULT_OPTIONAL)
+    _one_of(data["dataset"], DATASETS, f"{where}.dataset")
+    return Result(**{k: (float(v) if k != "dataset" else v) for k, v in data.items()})
+
+
+def _parse_preprocessing(data: Any, where: str) -> Preprocessing:
+    data = _check_fields(data, _PREPROCESSING_FIELDS, where)
+    for name in ("mean", "std"):
+        if len(data[name]) != 3:
+            raise ManifestError(f"{where}.{name}: expected three numbers (R, G, B)")
+    return Preprocessing(
+        input_size=_pair(data["input_size"], f"{where}.input_size"),
+        interpolation=_one_of(data["interpolation"], ("bilinear", "bicubic", "nearest"), f"{where}.interpolation"),
+        mean=tuple(float(v) for v in data["mean"]),
+        std=tuple(float(v) for v in data["std"]),
+        color_order=_one_of(data["color_order"], ("RGB",), f"{where}.color_order"),
+    )
+
+
+def _parse_checkpoint(model: str, key: str, data: Any, where: str) -> Checkpoint:
+    data = _check_fields(data, _CHECKPOINT_FIELDS, where)
+    fmt = _one_of(data["format"], FORMATS, f"{where}.format")
+    sources = tuple(_parse_source(s, fmt, f"{where}.sources[{i}]") for i, s in enumerate(data["sources"]))
+    if not sources:
+        raise ManifestError(f"{where}.sources: a checkpoint needs at least one source")
+    sha256 = data["sha256"]
+    if sha256 is not None and (len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256)):
+        raise ManifestError(f"{where}.sha256: expected 64 lowercase hex digits or null")
+    return Checkpoint(
+        model=model,
+        key=key,
+        trained_on=data["trained_on"],
+        num_classes=data["num_classes"],
+        filename=data["filename"],
+        format=fmt,
+        distance=_one_of(data["distance"], DISTANCES, f"{where}.distance"),
+        sha256=sha256,
+        size=data["size"],
+        preprocessing=_parse_preprocessing(data["preprocessing"], f"{where}.preprocessing"),
+        sources=sources,
+        results=tuple(_parse_result(r, f"{where}.results[{i}]") for i, r in enumerate(data["results"])),
+        notes=data["notes"],
+    )
+
+
+def parse_model(data: Any, source_file: str) -> ModelRecord:
+    """Validate one manifest file's content and build its :class:`ModelRecord`."""
+    data = _check_fields(data, _MODEL_FIELDS, source_file)
+    name = data["name"]
+    if Path(source_file).stem != name:
+        raise ManifestError(f"{source_file}: field 'name' is {name!r} but the file is named {Path(source_file).name}")
+    checkpoints = {
+        key: _parse_checkpoint(name, key, value, f"{source_file}: checkpoints.{key}")
+        for key, value in data["checkpoints"].items()
+    }
+    return ModelRecord(
+        name=name,
+        aliases=tuple(data["aliases"]),
+        torchreid_name=data["torchreid_name"],
+        params_m=None if data["params_m"] is None else float(data["params_m"]),
+        params_counted=_one_of(data["params_counted"], ("without_classifier", "total"), f"{source_file}: params_counted"),
+        loss=data["loss"],
+        input_size=_pair(data["input_size"], f"{source_file}: input_size"),
+        from_scratch=data["from_scratch"],
+        feature_dim=data["feature_dim"],
+        classifier_keys=tuple(data["classifier_keys"]),
+        order=data["order"],
+        checkpoints=checkpoints,
+        source_file=source_file,
+    )
+
+
+def read_manifest(directory: Path | None = None) -> dict[str, ModelRecord]:
+    """Read every ``*.json`` file of the manifest folder, in natural order."""
+    directory = Path(directory) if directory else config.manifest_dir()
+    files = sorted(directory.glob("*.json"))
+    if not files:
+        raise ManifestError(f"no manifest files (*.json) in {directory}: the installation is incomplete")
+    records = []
+    for path in files:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"{path.name}: not valid JSON ({exc})") from exc
+        records.append(parse_model(data, path.name))
+    records.sort(key=lambda r: (r.order, r.name))
+    _check_unique_names(records)
+    return {r.name: r for r in records}
+
+
+def _check_unique_names(records: list[ModelRecord]) -> None:
+    seen: dict[str, str] = {}
+    for record in records:
+        for name in (record.name, *record.aliases):
+            if name in seen:
+                raise ManifestError(f"{record.source_file}: name {name!r} is also used by {seen[name]}")
+            seen[name] = record.source_file
+
+
+@lru_cache(maxsize=1)
+def _default_manifest() -> dict[str, ModelRecord]:
+    return read_manifest()
+
+
+def models() -> dict[str, ModelRecord]:
+    """The zoo's records by canonical name (read once, then cached)."""
+    return _default_manifest()
+
+
+# ---------------------------------------------------------------------------
+# names
+
+def _alias_table() -> dict[str, str]:
+    table = {}
+    for record in models().values():
+        table[record.name] = record.name
+        table.update({alias: record.name for alias in record.aliases})
+    return table
+
+
+def resolve_name(name: str) -> ModelRecord:
+    """The record for a canonical name or alias; raises UnknownModelError with suggestions."""
+    table = _alias_table()
+    key = name.strip().lower()
+    if key in table:
+        return models()[table[key]]
+    close = difflib.get_close_matches(key, list(table), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise UnknownModelError(f"unknown model {name!r}.{hint} Run `modelzoo list` to see every model.")
+
+
+def normalize_dataset(dataset: str) -> str:
+    """``market`` -> ``market1501`` etc.; other keys (``msmt17_combineall``) pass through."""
+    key = dataset.strip().lower()
+    return DATASET_ALIASES.get(key, key)
+
+
+def resolve_checkpoint(name: str, dataset: str | None = None) -> Checkpoint:
+    """The checkpoint for ``name`` and ``dataset``, or for ``name.dataset``.
+
+    Without a dataset, the model's first checkpoint (Market-1501 for every seed
+    model) is chosen.
+    """
+    if dataset is None and "." in name:
+        name, dataset = name.split(".", 1)
+    record = resolve_name(name)
+    if not record.checkpoints:
+        raise UnknownDatasetError(f"{record.name} has no trained checkpoint in the zoo.")
+    if dataset is None:
+        return next(iter(record.checkpoints.values()))
+    key = normalize_dataset(dataset)
+    if key not in record.checkpoints:
+        have = ", ".join(record.checkpoints)
+        raise UnknownDatasetError(
+            f"{record.name} has no checkpoint for dataset {dataset!r}; it has: {have}. "
+            f"Run `modelzoo info {record.name}` for details."
+        )
+    return record.checkpoints[key]
+
+
+def list_models(pattern: str | None = None, dataset: str | None = None) -> list[str]:
+    """Canonical model names in natural (zoo) order.
+
+    Args:
+        pattern: an fnmatch pattern (``"osnet*"``), matched against canonical
+            names and aliases.
+        dataset: keep only models with a checkpoint for this dataset key
+            (``"market1501"``, ``"duke"``, ``"msmt17_combineall"``, ...).
+    """
+    wanted = normalize_dataset(dataset) if dataset else None
+    names = []
+    for record in models().values():
+        if pattern and not any(fnmatch.fnmatchcase(n, pattern.lower()) for n in (record.name, *record.aliases)):
+            continue
+        if wanted and wanted not in record.checkpoints:
+            continue
+        names.append(record.name)
+    return names
