@@ -1,1 +1,1 @@
-# Marks the manifest folder as package data (installed as modelzoo/manifest/).
+# Marks the manifest folder as package data (installed as modelzoo/manifest_data/).

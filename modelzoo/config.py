@@ -25,7 +25,7 @@ from pathlib import Path
 _TRUE = {"1", "true", "yes", "on"}
 
 DEFAULT_GDRIVE_URL = "https://drive.google.com/uc"
-PACKAGE_MANIFEST_DIR = Path(__file__).resolve().parent / "manifest"
+PACKAGE_MANIFEST_DIR = Path(__file__).resolve().parent / "manifest_data"
 SOURCE_MANIFEST_DIR = Path(__file__).resolve().parent.parent / "manifest"
 
 
