@@ -1,0 +1,67 @@
+"""Every registered architecture builds, runs and matches torchreid's state-dict spec."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from modelzoo.architectures import builders
+from tests.architectures.spec import names, spec_by_name
+
+NUM_CLASSES = 751
+
+
+def test_registry_holds_exactly_the_specified_architectures():
+    assert sorted(builders()) == sorted(names())
+
+
+@pytest.fixture(params=names())
+def built(request):
+    name = request.param
+    torch.manual_seed(0)
+    return name, builders()[name](num_classes=NUM_CLASSES), spec_by_name()[name]
+
+
+def test_state_dict_keys_shapes_and_dtypes_match_spec(built):
+    name, model, spec = built
+    ours = {key: (list(t.shape), str(t.dtype).removeprefix("torch.")) for key, t in model.state_dict().items()}
+    theirs = {key: (shape, dtype) for key, shape, dtype in spec["state_dict"]}
+    assert sorted(set(theirs) - set(ours)) == [], f"{name}: keys missing"
+    assert sorted(set(ours) - set(theirs)) == [], f"{name}: unexpected keys"
+    wrong = {k: (ours[k], theirs[k]) for k in theirs if ours[k] != theirs[k]}
+    assert wrong == {}, f"{name}: shape/dtype differs"
+
+
+def test_parameter_counts_match_spec(built):
+    name, model, spec = built
+    total = sum(p.numel() for p in model.parameters())
+    prefixes = tuple(spec["excluded_prefixes"])
+    without_head = sum(p.numel() for key, p in model.named_parameters() if not key.startswith(prefixes))
+    assert total == spec["params_total"]
+    assert without_head == spec["params_excluding_classifier"]
+
+
+def test_eval_returns_embedding_and_train_returns_logits(built):
+    name, model, spec = built
+    height, width = spec["input_hw"]
+    images = torch.randn(2, 3, height, width)
+    model.eval()
+    with torch.inference_mode():
+        features = model(images)
+    assert features.shape == (2, spec["output_dim_eval"])
+    model.train()
+    logits = model(images)
+    if isinstance(logits, (tuple, list)):  # HA-CNN: global and local logits
+        assert all(part.shape == (2, NUM_CLASSES) for part in logits)
+    else:
+        assert logits.shape == (2, NUM_CLASSES)
+
+
+@pytest.mark.parametrize("name", names())
+def test_builders_refuse_pretrained_and_unknown_arguments(name):
+    builder = builders()[name]
+    with pytest.raises(TypeError, match="modelzoo.get"):
+        builder(num_classes=10, pretrained=True)
+    with pytest.raises(TypeError, match="colour"):
+        builder(num_classes=10, colour="red")
+    builder(num_classes=10, pretrained=False, use_gpu=False)  # torchreid's own arguments still work
