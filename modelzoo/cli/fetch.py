@@ -1,0 +1,163 @@
+"""``modelzoo download``, ``modelzoo import`` and ``modelzoo cache``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from modelzoo import config, fetch, manifest
+from modelzoo.errors import ModelZooError
+from modelzoo.manifest import Checkpoint
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``download``, ``import`` and ``cache`` commands."""
+    p = subparsers.add_parser(
+        "download",
+        help="download checkpoints into the cache (verified, extracted)",
+        description="Download checkpoints into the cache. Sources: MODELZOO_MIRROR bases first, then the manifest's.",
+    )
+    p.add_argument("name", nargs="?", help="model name, alias or name.dataset (optional with --all)")
+    p.add_argument("datasets", nargs="*", metavar="DATASET", help="dataset keys, e.g. market1501 duke msmt17")
+    p.add_argument("--all", action="store_true", help="every checkpoint of NAME, or of the whole zoo without NAME")
+    p.add_argument("--force", action="store_true", help="download again even when cached")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_download)
+
+    p = subparsers.add_parser(
+        "import",
+        help="register a checkpoint file obtained by hand",
+        description="Verify a file you downloaded yourself, extract it if it is a zip, and put it in the cache.",
+    )
+    p.add_argument("name", help="model name or alias")
+    p.add_argument("dataset", help="dataset key, e.g. market1501")
+    p.add_argument("file", help="the downloaded file (the zip, or the bare weights file)")
+    p.set_defaults(handler=run_import)
+
+    p = subparsers.add_parser("cache", help="list, locate, verify or clear cached checkpoints")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    for action, text, handler in (
+        ("list", "list cached checkpoints", run_cache_list),
+        ("path", "print the cache folder, or a cached checkpoint's file", run_cache_path),
+        ("verify", "hash cached files again and compare with their records", run_cache_verify),
+        ("clear", "delete cached checkpoints", run_cache_clear),
+    ):
+        sub = actions.add_parser(action, help=text)
+        sub.add_argument("name", nargs="?", help="model name or name.dataset (default: everything)")
+        sub.set_defaults(handler=handler)
+        if action == "clear":
+            sub.add_argument(
+                "--forget-hashes",
+                action="store_true",
+                help="also forget the hashes trusted since the first download",
+            )
+
+
+def _checkpoints_to_download(args: argparse.Namespace) -> list[Checkpoint]:
+    if args.name is None:
+        return [c for record in manifest.models().values() for c in record.checkpoints.values()]
+    if args.all:
+        name = args.name.split(".", 1)[0]
+        return list(manifest.resolve_name(name).checkpoints.values())
+    if not args.datasets:
+        return [manifest.resolve_checkpoint(args.name)]
+    return [manifest.resolve_checkpoint(args.name, dataset) for dataset in args.datasets]
+
+
+def run_download(args: argparse.Namespace) -> int:
+    """Download each selected checkpoint; print its cached path."""
+    if args.name is None and not args.all:
+        print("modelzoo download: error: give a model NAME, or --all for the whole zoo", file=sys.stderr)
+        return 2
+    checkpoints = _checkpoints_to_download(args)
+    if len(checkpoints) == 1:
+        print(fetch.download(checkpoints[0], progress=not args.no_progress, force=args.force))
+        return 0
+    failed = 0
+    for checkpoint in checkpoints:
+        try:
+            path = fetch.download(checkpoint, progress=not args.no_progress, force=args.force)
+        except ModelZooError as exc:
+            failed += 1
+            print(f"modelzoo: error: {checkpoint.name}: {exc}", file=sys.stderr)
+            continue
+        print(f"{checkpoint.name}\t{path}")
+    if failed:
+        print(f"modelzoo: {failed} of {len(checkpoints)} checkpoints failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """Verify and cache a file obtained by hand."""
+    checkpoint = manifest.resolve_checkpoint(args.name, args.dataset)
+    try:
+        path = fetch.import_file(checkpoint, args.file)
+    except ModelZooError:
+        raise
+    except FileNotFoundError as exc:  # a wrong path typed by the user: one line, no traceback
+        print(f"modelzoo: error: {exc}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+def run_cache_list(args: argparse.Namespace) -> int:
+    """One line per cached checkpoint: name, size, sha256 prefix, path."""
+    entries = fetch.list_cached(args.name)
+    if not entries:
+        print(f"no checkpoint cached under {config.checkpoints_dir()}")
+        return 0
+    for entry in entries:
+        print(f"{entry.name}\t{_human_size(entry.size)}\tsha256:{entry.sha256[:12]}\t{entry.path}")
+    return 0
+
+
+def _human_size(size: int) -> str:
+    for unit in ("B", "KB", "MB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
+def run_cache_path(args: argparse.Namespace) -> int:
+    """The cache folder, or the cached file of NAME (exit 1 when not cached)."""
+    if args.name is None:
+        print(config.checkpoints_dir())
+        return 0
+    checkpoint = manifest.resolve_checkpoint(args.name)
+    path = fetch.cached_path(checkpoint)
+    if path is None:
+        model, key = checkpoint.model, checkpoint.key
+        print(
+            f"modelzoo: {checkpoint.name} is not cached; run `modelzoo download {model} {key}`",
+            file=sys.stderr,
+        )
+        return 1
+    print(path)
+    return 0
+
+
+def run_cache_verify(args: argparse.Namespace) -> int:
+    """Re-hash cached files; exit 1 when any changed."""
+    results = fetch.verify_cached(args.name)
+    if not results:
+        print("nothing cached to verify")
+        return 0
+    for result in results:
+        status = "ok" if result.ok else "FAILED"
+        detail = f": {result.problem}" if result.problem else ""
+        print(f"{status}\t{result.name}\t{result.path}{detail}", file=sys.stdout if result.ok else sys.stderr)
+    bad = sum(not r.ok for r in results)
+    return 1 if bad else 0
+
+
+def run_cache_clear(args: argparse.Namespace) -> int:
+    """Delete cached checkpoints."""
+    removed = fetch.clear_cache(args.name, forget_hashes=args.forget_hashes)
+    if not removed:
+        print("nothing to clear")
+    for name in removed:
+        print(f"removed {name}")
+    return 0

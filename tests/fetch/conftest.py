@@ -1,0 +1,18 @@
+"""Fixtures of the fetcher tests: the loopback server and the toy weights.
+
+(tests/conftest.py already gives each test a fresh cache, points Google Drive at
+a closed loopback port and refuses connections outside the loopback range.)
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ckptgen import toy_state_dict
+from httpserver import loopback_server  # noqa: F401  (the fixture, shared with other test packages)
+
+
+@pytest.fixture
+def state():
+    """The toy weights most tests download."""
+    return toy_state_dict(seed=1)
