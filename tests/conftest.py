@@ -1,19 +1,69 @@
-"""Shared pytest configuration: a fresh cache and no stray mirrors for every test."""
+"""Shared pytest configuration.
+
+Every test gets a fresh cache, no stray mirror or offline flag, a Google Drive
+endpoint on a closed loopback port, and a socket layer that refuses any
+address outside the loopback range: the suite never reaches the internet,
+even by mistake (a real QMUL or Drive URL fails at once instead of hanging).
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import sys
 from pathlib import Path
 
 import pytest
 
 TESTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS))  # so tests can `import oracle`, `import weights`
+sys.path.insert(0, str(TESTS))  # so tests can `import oracle`, `import weights`, `import ckptgen`
+
+CLOSED_LOOPBACK_URL = "http://127.0.0.1:9/uc"  # port 9 (discard): nothing listens there
 
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(tmp_path_factory, monkeypatch):
     """Every test gets its own cache root; no mirror or offline flag leaks in."""
     monkeypatch.setenv("MODELZOO_HOME", str(tmp_path_factory.mktemp("modelzoo_home")))
-    for name in ("MODELZOO_MIRROR", "MODELZOO_OFFLINE", "HF_HUB_OFFLINE", "MODELZOO_GDRIVE_URL"):
+    monkeypatch.setenv("MODELZOO_GDRIVE_URL", CLOSED_LOOPBACK_URL)
+    for name in ("MODELZOO_MIRROR", "MODELZOO_OFFLINE", "HF_HUB_OFFLINE", "MODELZOO_MANIFEST_DIR"):
         monkeypatch.delenv(name, raising=False)
+
+
+def _is_loopback(address) -> bool:
+    if isinstance(address, (str, bytes)):  # AF_UNIX
+        return True
+    host = address[0]
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch):
+    """Refuse connections to anything but 127.0.0.0/8 and ::1."""
+    original_connect = socket.socket.connect
+    original_connect_ex = socket.socket.connect_ex
+
+    def connect(self, address):
+        if not _is_loopback(address):
+            raise ConnectionRefusedError(f"tests may only reach loopback addresses, not {address!r}")
+        return original_connect(self, address)
+
+    def connect_ex(self, address):
+        if not _is_loopback(address):
+            return 111  # ECONNREFUSED
+        return original_connect_ex(self, address)
+
+    original_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is not None and not _is_loopback((name, 0)):
+            raise socket.gaierror(socket.EAI_NONAME, f"tests resolve only loopback names, not {name!r}")
+        return original_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)

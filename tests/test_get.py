@@ -1,0 +1,155 @@
+"""``modelzoo.get``: every manifest checkpoint loads, in its real format, from a mirror.
+
+For each checkpoint of the manifest, a file is generated in that entry's real
+format (QMUL zip holding a Python-2-era checkpoint, a bare legacy
+``.pth.tar``, or a bare state dict for the Drive-era files) with deterministic
+weights and the checkpoint's number of classes, placed in a local mirror, and
+loaded through ``get()``; the result must reproduce the generated model's
+outputs.  Parametrized over the manifest, so a new entry is tested without new
+test code.
+"""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+import torch
+
+import modelzoo
+from ckptgen import write_for_checkpoint
+from httpserver import loopback_server  # noqa: F401  (fixture)
+from modelzoo import manifest
+from modelzoo.errors import CheckpointMismatchError, DownloadError, UnknownModelError
+from weights import deterministic_state_dict
+
+CHECKPOINTS = [c for r in manifest.models().values() for c in r.checkpoints.values()]
+
+
+def vintage_for(checkpoint: manifest.Checkpoint) -> str:
+    """The serialization each era of the zoo used (torchreid-zoo-facts.md 0.4, 1.6)."""
+    if checkpoint.format == "zip":
+        return "py2"  # QMUL archives: Python-2.7 pickles inside
+    if checkpoint.filename.endswith(".pth.tar"):
+        return "legacy"  # 2019 QMUL .pth.tar: pre-1.6 serialization of torchreid's dict
+    return "bare"  # Google Drive OSNet files: bare state dicts
+
+
+def reference(checkpoint: manifest.Checkpoint, seed: int = 0):
+    """The model and state dict a published file would hold (deterministic weights)."""
+    model = modelzoo.build(checkpoint.model, num_classes=checkpoint.num_classes)
+    state = deterministic_state_dict(model, seed=seed)
+    model.load_state_dict(state)
+    return model.eval(), state
+
+
+def images_for(checkpoint: manifest.Checkpoint, n: int = 2) -> torch.Tensor:
+    height, width = checkpoint.preprocessing.input_size
+    return torch.randn(n, 3, height, width, generator=torch.Generator().manual_seed(3))
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    monkeypatch.setenv("MODELZOO_MIRROR", str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("checkpoint", CHECKPOINTS, ids=lambda c: c.name)
+def test_every_checkpoint_loads_from_a_mirror_in_its_real_format(checkpoint, mirror):
+    expected_model, state = reference(checkpoint)
+    # ZIP_STORED: deflating 100 MB of random floats costs seconds per archive
+    write_for_checkpoint(checkpoint, mirror, state, vintage=vintage_for(checkpoint), compression=zipfile.ZIP_STORED)
+    model = modelzoo.get(checkpoint.name, device="cpu", progress=False)
+    assert not model.training
+    assert model.modelzoo_checkpoint == checkpoint
+    assert model.load_report.ok and len(model.load_report.matched) == len(state)
+    images = images_for(checkpoint)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(images), expected_model(images), rtol=0, atol=0)
+
+
+def test_second_get_reads_the_cached_safetensors_copy(mirror):
+    checkpoint = manifest.resolve_checkpoint("osnet_x0_25", "market1501")
+    expected_model, state = reference(checkpoint)
+    write_for_checkpoint(checkpoint, mirror, state, vintage="bare")
+    modelzoo.get("osnet_x0_25", "market", device="cpu", progress=False)
+    (mirror / checkpoint.filename).unlink()  # the mirror is gone: the cache must serve
+    copies = list(modelzoo.fetch.cached_path(checkpoint).parent.glob("*.safetensors"))
+    assert len(copies) == 1
+    model = modelzoo.get("osnet_x0_25", "market", device="cpu", progress=False)
+    images = images_for(checkpoint)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(images), expected_model(images), rtol=0, atol=0)
+
+
+def test_loads_through_a_loopback_http_mirror(loopback_server, tmp_path, monkeypatch):
+    checkpoint = manifest.resolve_checkpoint("resnet50_fc512", "market1501")
+    expected_model, state = reference(checkpoint)
+    path = write_for_checkpoint(checkpoint, tmp_path, state, vintage="py2")
+    loopback_server.serve("/zoo/" + checkpoint.filename, path.read_bytes())
+    monkeypatch.setenv("MODELZOO_MIRROR", loopback_server.url + "/zoo/")
+    model = modelzoo.get("resnet50_fc512", "market1501", device="cpu", progress=False)
+    assert loopback_server.full_transfers("/zoo/" + checkpoint.filename) == 1
+    images = images_for(checkpoint)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(images), expected_model(images), rtol=0, atol=0)
+
+
+def test_other_num_classes_drops_only_the_declared_classifier(mirror):
+    checkpoint = manifest.resolve_checkpoint("hacnn", "dukemtmcreid")
+    _, state = reference(checkpoint)
+    write_for_checkpoint(checkpoint, mirror, state, vintage="py2")
+    model = modelzoo.get("hacnn", "duke", device="cpu", num_classes=10, progress=False)
+    report = model.load_report
+    assert set(report.dropped) == set(manifest.models()["hacnn"].classifier_keys)
+    assert "classifier dropped on request" in report.summary()
+    assert model.classifier_global.weight.shape[0] == 10
+    for key, value in model.state_dict().items():
+        if key not in report.dropped:
+            torch.testing.assert_close(value, state[key], rtol=0, atol=0)
+
+
+def test_a_checkpoint_of_another_architecture_is_refused_with_its_keys(mirror):
+    wrong = manifest.resolve_checkpoint("resnet50", "market1501")
+    target = manifest.resolve_checkpoint("resnet50_fc512", "market1501")
+    _, state = reference(wrong)  # resnet50 weights (no fc512 layer) under resnet50_fc512's name
+    write_for_checkpoint(target, mirror, state, vintage="py2")
+    with pytest.raises(CheckpointMismatchError) as caught:
+        modelzoo.get("resnet50_fc512", "market1501", device="cpu", progress=False)
+    message = str(caught.value)
+    assert "missing" in message and "fc.0.weight" in message
+    assert "classifier.weight" in message  # 2048 vs 512 inputs: a shape mismatch, listed
+    assert "Nothing was loaded" in message
+
+
+def test_missing_everywhere_is_an_error_never_random_weights(mirror):
+    with pytest.raises(DownloadError) as caught:
+        modelzoo.get("osnet_x1_0", "msmt17", device="cpu", progress=False)
+    assert "modelzoo import osnet_x1_0 msmt17" in str(caught.value)
+
+
+def test_pretrained_false_builds_without_any_download(mirror):
+    model = modelzoo.get("mlfn", "msmt17", device="cpu", pretrained=False)
+    assert model.load_report is None and model.modelzoo_checkpoint is None
+    assert model.classifier.out_features == 1041
+    assert not model.training
+
+
+def test_unknown_names_raise_before_anything_is_built():
+    with pytest.raises(UnknownModelError):
+        modelzoo.get("resnet51", "market1501")
+    with pytest.raises(UnknownModelError, match="market1501, dukemtmcreid, msmt17"):
+        modelzoo.get("resnet50_fc512", "cuhk03")
+
+
+def test_transforms_are_the_published_preprocessing():
+    from PIL import Image
+
+    transform = modelzoo.transforms("hacnn")
+    image = Image.new("L", (50, 120), color=128)  # grayscale, any size
+    tensor = transform(image)
+    assert tensor.shape == (3, 160, 64)
+    expected = (128 / 255 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+    torch.testing.assert_close(tensor[:, 0, 0], expected)
