@@ -59,3 +59,7 @@ class CheckpointMismatchError(ModelZooError, RuntimeError):
 
 class DatasetLayoutError(ModelZooError, FileNotFoundError):
     """A dataset folder does not have the layout of the real dataset."""
+
+
+class InsufficientMemoryError(ModelZooError, MemoryError):
+    """A computation would need more memory than allowed: names the bytes needed."""
