@@ -320,6 +320,11 @@ def models() -> dict[str, ModelRecord]:
     return _default_manifest()
 
 
+def reload() -> None:
+    """Forget the cached manifest: the next lookup reads the folder again (after editing it)."""
+    _default_manifest.cache_clear()
+
+
 # ---------------------------------------------------------------------------
 # names
 

@@ -33,13 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for module_name in COMMAND_MODULES:
-        try:
-            module = import_module(f"modelzoo.cli.{module_name}")
-        except ModuleNotFoundError as exc:  # a command group not shipped yet
-            if exc.name != f"modelzoo.cli.{module_name}":
-                raise
-            continue
-        module.register(subparsers)
+        import_module(f"modelzoo.cli.{module_name}").register(subparsers)
     return parser
 
 

@@ -1,0 +1,93 @@
+"""``modelzoo eval``, ``verify``, ``doctor`` and ``demo``: measure the zoo."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the evaluation commands."""
+    p = subparsers.add_parser("eval", help="evaluate one model on one dataset")
+    p.add_argument("name", help="model (its checkpoint trained on DATASET) or checkpoint name.dataset")
+    p.add_argument("dataset", help="test dataset: market1501, dukemtmcreid, msmt17")
+    _evaluation_options(p)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=run_eval)
+
+    p = subparsers.add_parser("verify", help="evaluate checkpoints and compare them with the published numbers")
+    p.add_argument("names", nargs="*", metavar="NAME", help="models or checkpoints (default: all)")
+    p.add_argument("--dataset", action="append", dest="datasets", metavar="D", help="only these test datasets")
+    p.add_argument("--tolerance", type=float, default=0.5, help="allowed |difference| in points (default 0.5)")
+    p.add_argument("--report-dir", type=Path, help="write report.json, report.md and cmc.png here")
+    _evaluation_options(p)
+    p.set_defaults(handler=run_verify)
+
+    p = subparsers.add_parser("doctor", help="check a dataset folder against the real dataset's layout")
+    p.add_argument("dataset", help="market1501, dukemtmcreid or msmt17")
+    p.add_argument("--data-root", required=True, type=Path, help="torchreid's data folder or the dataset folder")
+    p.set_defaults(handler=run_doctor)
+
+    p = subparsers.add_parser("demo", help="offline end-to-end run on synthetic data (no network needed)")
+    p.add_argument("--workdir", type=Path, help="keep the synthetic data, cache and report here")
+    p.add_argument("--model", default="osnet_x0_25", help="architecture to run (default osnet_x0_25)")
+    p.set_defaults(handler=run_demo)
+
+
+def _evaluation_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", required=True, type=Path, help="torchreid's data folder or the dataset folder")
+    p.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when available)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, help="image decoding processes")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="fp32 is the published setting; bf16/fp16 are faster")
+    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (not the published setting)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _evaluation_kwargs(args: argparse.Namespace) -> dict:
+    return dict(
+        device=args.device, batch_size=args.batch_size, num_workers=args.workers,
+        precision=args.precision, rerank=args.rerank, progress=not args.no_progress,
+    )
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from modelzoo.evaluation.pipeline import evaluate
+
+    result = evaluate(args.name, args.dataset, args.data_root, **_evaluation_kwargs(args))
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from modelzoo.evaluation.verify import markdown_table, verify, write_report
+
+    rows = verify(args.names, args.datasets, data_root=args.data_root, tolerance=args.tolerance,
+                  **_evaluation_kwargs(args))
+    print(markdown_table(rows))
+    for row in rows:
+        if row.error:
+            print(f"\n{row.checkpoint} on {row.dataset}: {row.error}")
+    if args.report_dir:
+        for path in write_report(rows, args.report_dir):
+            print(f"wrote {path}")
+    failed = sum(not r.passed for r in rows)
+    print(f"\n{len(rows) - failed} passed, {failed} failed (tolerance ±{args.tolerance} points)")
+    return 1 if failed else 0
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    from modelzoo.datasets.doctor import doctor
+
+    code, text = doctor(args.dataset, args.data_root)
+    print(text)
+    return code
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from modelzoo.demo import run_demo
+
+    return run_demo(workdir=args.workdir, model=args.model)

@@ -1,0 +1,230 @@
+"""``verify``: evaluate zoo checkpoints and compare them with the published numbers.
+
+A row passes when both Rank-1 and mAP are within ``tolerance`` percentage
+points of the manifest.  The report is written as ``report.json`` (versions,
+device, timings, settings, per-metric results), ``report.md`` and, when
+matplotlib is installed, ``cmc.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from modelzoo import manifest
+from modelzoo.errors import ModelZooError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VerificationRow:
+    """One checkpoint on one test dataset: published against measured."""
+
+    checkpoint: str  # "name.key"
+    dataset: str
+    published_rank1: float
+    published_mAP: float
+    tolerance: float
+    measured: Any = None  # EvaluationResult, or None when evaluation failed
+    error: str | None = None
+
+    @property
+    def diff_rank1(self) -> float | None:
+        """Measured minus published Rank-1, in percentage points."""
+        return None if self.measured is None else self.measured.rank1 - self.published_rank1
+
+    @property
+    def diff_mAP(self) -> float | None:  # noqa: N802
+        """Measured minus published mAP, in percentage points."""
+        return None if self.measured is None else self.measured.mAP - self.published_mAP
+
+    @property
+    def passed(self) -> bool:
+        """Both differences within the tolerance."""
+        if self.measured is None:
+            return False
+        return abs(self.diff_rank1) <= self.tolerance and abs(self.diff_mAP) <= self.tolerance
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for report.json."""
+        return {
+            "checkpoint": self.checkpoint,
+            "dataset": self.dataset,
+            "published": {"rank1": self.published_rank1, "mAP": self.published_mAP},
+            "measured": None if self.measured is None else self.measured.to_dict(),
+            "difference": {"rank1": self.diff_rank1, "mAP": self.diff_mAP},
+            "tolerance": self.tolerance,
+            "passed": self.passed,
+            "error": self.error,
+        }
+
+
+def planned_rows(
+    names: Sequence[str] | None = None, datasets: Sequence[str] | None = None
+) -> list[tuple[manifest.Checkpoint, manifest.Result]]:
+    """(checkpoint, published result) pairs to verify; every published result by default.
+
+    Args:
+        names: models (``resnet50``) or checkpoints (``osnet_ibn_x1_0.market1501``).
+        datasets: only results on these test datasets.
+    """
+    wanted = {manifest.normalize_dataset(d) for d in datasets} if datasets else None
+    pairs = []
+    for checkpoint in _checkpoints(names):
+        for result in checkpoint.results:
+            if wanted is None or result.dataset in wanted:
+                pairs.append((checkpoint, result))
+    return pairs
+
+
+def _checkpoints(names: Sequence[str] | None) -> Iterable[manifest.Checkpoint]:
+    if not names:
+        for record in manifest.models().values():
+            yield from record.checkpoints.values()
+        return
+    for name in names:
+        if "." in name:
+            yield manifest.resolve_checkpoint(name)
+        else:
+            yield from manifest.resolve_name(name).checkpoints.values()
+
+
+def verify(
+    names: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    *,
+    data_root: str | Path,
+    tolerance: float = 0.5,
+    **evaluate_kwargs: Any,
+) -> list[VerificationRow]:
+    """Evaluate each planned checkpoint and compare it with the manifest.
+
+    A checkpoint that cannot be fetched or a dataset that cannot be read makes
+    its row fail with the error's message; the other rows still run.
+    """
+    from modelzoo.evaluation.pipeline import evaluate
+
+    pairs = planned_rows(names, datasets)
+    if not pairs:
+        raise ModelZooError("nothing to verify: no published result matches those names and datasets")
+    rows = []
+    for checkpoint, result in pairs:
+        common = dict(
+            checkpoint=checkpoint.name, dataset=result.dataset, published_rank1=result.rank1,
+            published_mAP=result.mAP, tolerance=tolerance,
+        )
+        try:
+            measured = evaluate(checkpoint.name, result.dataset, data_root, **evaluate_kwargs)
+        except ModelZooError as exc:
+            logger.error("%s on %s: %s", checkpoint.name, result.dataset, exc)
+            rows.append(VerificationRow(**common, error=str(exc)))
+            continue
+        rows.append(VerificationRow(**common, measured=measured))
+    return rows
+
+
+def _cell(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.1f}" if signed else f"{value:.1f}"
+
+
+def markdown_table(rows: Sequence[VerificationRow]) -> str:
+    """Published, measured and difference per row, with pass/fail."""
+    lines = [
+        "| Checkpoint | Test dataset | Published R1 | Measured R1 | Δ R1 | Published mAP | Measured mAP | Δ mAP | Result |",
+        "| :--- | :--- | ---: | ---: | ---: | ---: | ---: | ---: | :---: |",
+    ]
+    for row in rows:
+        measured = row.measured
+        verdict = "pass" if row.passed else ("error" if row.error else "FAIL")
+        lines.append(
+            f"| {row.checkpoint} | {row.dataset} | {row.published_rank1:.1f} | "
+            f"{_cell(measured.rank1 if measured else None)} | {_cell(row.diff_rank1, True)} | "
+            f"{row.published_mAP:.1f} | {_cell(measured.mAP if measured else None)} | "
+            f"{_cell(row.diff_mAP, True)} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, Any]:
+    """Versions and machine facts recorded in every report."""
+    import numpy
+    import torch
+
+    from modelzoo import __version__
+
+    return {
+        "reid_modelzoo": __version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_report(rows: Sequence[VerificationRow], report_dir: str | Path, *, note: str = "") -> list[Path]:
+    """Write report.json, report.md and (with matplotlib) cmc.png; returns the paths written."""
+    directory = Path(report_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    data = {"environment": environment(), "note": note, "rows": [r.to_dict() for r in rows],
+            "passed": all(r.passed for r in rows)}
+    written = [directory / "report.json", directory / "report.md"]
+    written[0].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    written[1].write_text(_markdown_report(rows, data["environment"], note), encoding="utf-8")
+    plot = _plot_cmc(rows, directory / "cmc.png")
+    return written + ([plot] if plot else [])
+
+
+def _markdown_report(rows: Sequence[VerificationRow], env: dict[str, Any], note: str) -> str:
+    parts = ["# reid-modelzoo verification report", ""]
+    if note:
+        parts += [f"> {note}", ""]
+    parts += [markdown_table(rows), ""]
+    for row in rows:
+        if row.error:
+            parts.append(f"- **{row.checkpoint} on {row.dataset}**: {row.error}")
+        elif row.measured is not None:
+            m = row.measured
+            parts.append(
+                f"- **{row.checkpoint} on {row.dataset}**: R5 {m.rank5:.1f}, R10 {m.rank10:.1f}, "
+                f"R20 {m.rank20:.1f}, mINP {m.mINP:.1f}; {m.num_query} queries ({m.num_valid_queries} valid), "
+                f"{m.num_gallery} gallery; features {m.timings['features']:.1f} s, ranking "
+                f"{m.timings['ranking']:.2f} s; settings {json.dumps(m.settings)}"
+            )
+    parts += ["", "Environment: " + ", ".join(f"{k} {v}" for k, v in env.items() if v), ""]
+    return "\n".join(parts)
+
+
+def _plot_cmc(rows: Sequence[VerificationRow], path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.info("matplotlib is not installed: no CMC plot (pip install 'reid-modelzoo[plot]')")
+        return None
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for row in rows:
+        if row.measured is not None:
+            cmc = row.measured.cmc
+            axes.plot(range(1, len(cmc) + 1), cmc, label=f"{row.checkpoint} → {row.dataset}")
+    axes.set_xlabel("rank")
+    axes.set_ylabel("matching rate (%)")
+    axes.set_title("CMC")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -1,0 +1,184 @@
+"""evaluate(), verify, the report files, the doctor command and the demo, end to end.
+
+Synthetic datasets in the real layouts, checkpoints generated in torchreid's
+format and fetched through the real fetcher from a mirror or a loopback
+server.  For verify, a copy of the manifest (MODELZOO_MANIFEST_DIR) holds the
+published figures, so one row passes and another fails on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import modelzoo
+from ckptgen import write_for_checkpoint
+from httpserver import loopback_server  # noqa: F401  (fixture)
+from modelzoo import manifest
+from modelzoo.cli import main
+from modelzoo.datasets import read_dataset, synthetic
+from modelzoo.errors import UnknownDatasetError
+from modelzoo.evaluation import compute_distance, evaluate_rank
+from modelzoo.evaluation.features import extract_features
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = "osnet_x0_25"  # the smallest network: keeps these tests fast
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("reid-data")
+    synthetic.write_dataset("market1501", root)
+    synthetic.write_dataset("dukemtmcreid", root)
+    return root
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch) -> Path:
+    """A local mirror holding untrained osnet_x0_25 checkpoints for Market and Duke."""
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    for dataset in ("market1501", "dukemtmcreid"):
+        checkpoint = manifest.resolve_checkpoint(MODEL, dataset)
+        torch.manual_seed(len(dataset))
+        state = modelzoo.build(MODEL, num_classes=checkpoint.num_classes).state_dict()
+        write_for_checkpoint(checkpoint, folder, state, vintage="bare")
+    monkeypatch.setenv("MODELZOO_MIRROR", str(folder))
+    return folder
+
+
+def test_evaluate_equals_the_steps_done_by_hand(data_root, mirror):
+    model = modelzoo.get(MODEL, "market1501", device="cpu", progress=False)
+    result = modelzoo.evaluate(model, "market", data_root, device="cpu", num_workers=0, progress=False)
+    split = read_dataset("market1501", data_root)
+    transform = modelzoo.transforms(MODEL)
+    qf = extract_features(model, [r.path for r in split.query], transform, num_workers=0, progress=False)
+    gf = extract_features(model, [r.path for r in split.gallery], transform, num_workers=0, progress=False)
+    expected = evaluate_rank(
+        compute_distance(qf, gf, "euclidean").numpy(),
+        np.array([r.pid for r in split.query]), np.array([r.pid for r in split.gallery]),
+        np.array([r.camid for r in split.query]), np.array([r.camid for r in split.gallery]),
+    )
+    assert result.rank1 == pytest.approx(100 * expected.cmc[0])
+    assert result.mAP == pytest.approx(100 * expected.mAP)
+    assert result.mINP == pytest.approx(100 * expected.mINP)
+    assert (result.num_query, result.num_gallery) == (len(split.query), len(split.gallery))
+    assert result.num_valid_queries == expected.num_valid_queries
+    assert result.checkpoint == f"{MODEL}.market1501" and result.settings["metric"] == "euclidean"
+    assert result.rank1 <= result.rank5 <= result.rank10 <= result.rank20
+
+
+def test_evaluate_by_name_takes_the_checkpoint_trained_on_the_dataset(data_root, mirror):
+    result = modelzoo.evaluate(MODEL, "duke", data_root, device="cpu", num_workers=0, progress=False)
+    assert result.checkpoint == f"{MODEL}.dukemtmcreid" and result.dataset == "dukemtmcreid"
+
+
+def test_evaluate_a_model_without_a_checkpoint_for_the_dataset_says_how(data_root):
+    with pytest.raises(UnknownDatasetError, match=r"osnet_ibn_x1_0\.market1501"):
+        modelzoo.evaluate("osnet_ibn_x1_0", "msmt17", data_root)
+
+
+def test_rerank_changes_the_ranking_but_keeps_the_protocol(data_root, mirror):
+    model = modelzoo.get(MODEL, "market1501", device="cpu", progress=False)
+    plain = modelzoo.evaluate(model, "market1501", data_root, num_workers=0, progress=False)
+    reranked = modelzoo.evaluate(model, "market1501", data_root, num_workers=0, progress=False, rerank=True)
+    assert reranked.num_valid_queries == plain.num_valid_queries
+    assert reranked.settings["rerank"] is True
+    assert 0 < reranked.mAP <= 100
+
+
+@pytest.fixture
+def manifest_copy(tmp_path, monkeypatch):
+    """A writable copy of the manifest, active for the test, forgotten afterwards."""
+    folder = tmp_path / "manifest"
+    shutil.copytree(REPO / "manifest", folder)
+    monkeypatch.setenv("MODELZOO_MANIFEST_DIR", str(folder))
+    manifest.reload()
+    yield folder
+    manifest.reload()
+
+
+def _publish(folder: Path, dataset: str, rank1: float, mAP: float) -> None:
+    path = folder / f"{MODEL}.json"
+    data = json.loads(path.read_text())
+    data["checkpoints"][dataset]["results"] = [{"dataset": dataset, "rank1": rank1, "mAP": mAP}]
+    path.write_text(json.dumps(data))
+    manifest.reload()
+
+
+def test_verify_passes_a_matching_row_and_fails_another(data_root, loopback_server, manifest_copy, tmp_path,
+                                                        monkeypatch, capsys):
+    # The checkpoints come from a loopback HTTP mirror through the real fetcher.
+    served = tmp_path / "served"
+    served.mkdir()
+    for dataset in ("market1501", "dukemtmcreid"):
+        checkpoint = manifest.resolve_checkpoint(MODEL, dataset)
+        torch.manual_seed(len(dataset))
+        state = modelzoo.build(MODEL, num_classes=checkpoint.num_classes).state_dict()
+        path = write_for_checkpoint(checkpoint, served, state, vintage="torchreid-dict")
+        loopback_server.serve("/m/" + path.name, path.read_bytes())
+    monkeypatch.setenv("MODELZOO_MIRROR", loopback_server.url + "/m/")
+    market = modelzoo.evaluate(MODEL, "market1501", data_root, num_workers=0, progress=False)
+    duke = modelzoo.evaluate(MODEL, "dukemtmcreid", data_root, num_workers=0, progress=False)
+    _publish(manifest_copy, "market1501", round(market.rank1 + 0.3, 1), round(market.mAP - 0.2, 1))  # within 0.5
+    _publish(manifest_copy, "dukemtmcreid", round(duke.rank1 - 3.0, 1), round(duke.mAP, 1))  # R1 off by 3
+    report_dir = tmp_path / "report"
+    code = main(["verify", f"{MODEL}.market1501", f"{MODEL}.dukemtmcreid", "--data-root", str(data_root),
+                 "--report-dir", str(report_dir),
+                 "--workers", "0", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "| osnet_x0_25.market1501 | market1501 |" in out and "| pass |" in out
+    assert "| osnet_x0_25.dukemtmcreid | dukemtmcreid |" in out and "| FAIL |" in out
+    assert "+3.0" in out and "1 passed, 1 failed" in out
+    report = json.loads((report_dir / "report.json").read_text())
+    assert [row["passed"] for row in report["rows"]] == [True, False]
+    assert report["rows"][0]["measured"]["rank1"] == pytest.approx(market.rank1)
+    assert report["environment"]["torch"] == torch.__version__
+    assert "| FAIL |" in (report_dir / "report.md").read_text()
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert not (report_dir / "cmc.png").exists()
+    else:
+        assert (report_dir / "cmc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_verify_reports_a_missing_dataset_as_a_failed_row(tmp_path, mirror, capsys):
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    code = main(["verify", f"{MODEL}.market1501", "--data-root", str(empty), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 1 and "| error |" in out and "0 passed, 1 failed" in out
+
+
+def test_eval_command_prints_the_result(data_root, mirror, capsys):
+    assert main(["eval", MODEL, "market", "--data-root", str(data_root), "--workers", "0", "--no-progress",
+                 "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["checkpoint"] == f"{MODEL}.market1501" and len(printed["cmc"]) > 0
+
+
+def test_doctor_command_exit_codes(data_root, tmp_path, capsys):
+    assert main(["doctor", "market1501", "--data-root", str(data_root)]) == 0
+    assert main(["doctor", "msmt17", "--data-root", str(tmp_path)]) == 1
+    assert "msmt17" in capsys.readouterr().out.lower()
+
+
+def test_demo_runs_from_a_fresh_cache_with_only_its_loopback_server(tmp_path):
+    # conftest refuses every non-loopback connection, so passing proves no network is needed
+    from modelzoo.demo import run_demo
+
+    lines: list[str] = []
+    assert run_demo(workdir=tmp_path, say=lines.append) == 0
+    text = "\n".join(lines)
+    assert "SYNTHETIC DATA" in text and "567 tensors loaded" in text
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert "SYNTHETIC DATA" in report["note"] and report["rows"][0]["measured"]["num_query"] > 0
+    assert (tmp_path / "cache" / "checkpoints" / MODEL).is_dir()
+    assert run_demo(workdir=tmp_path, say=lines.append) == 0  # a second run in the same folder works too
