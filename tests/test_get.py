@@ -153,3 +153,13 @@ def test_transforms_are_the_published_preprocessing():
     assert tensor.shape == (3, 160, 64)
     expected = (128 / 255 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
     torch.testing.assert_close(tensor[:, 0, 0], expected)
+
+
+def test_download_by_name_and_dataset_returns_the_verified_cached_file(mirror):
+    checkpoint = manifest.resolve_checkpoint("resnet50_fc512", "market1501")
+    _, state = reference(checkpoint)
+    write_for_checkpoint(checkpoint, mirror, state, vintage="py2", compression=zipfile.ZIP_STORED)
+    path = modelzoo.download("resnet50_fc512", "market", progress=False)
+    assert path == modelzoo.fetch.cached_path(checkpoint)
+    assert path.name == "resnet50_fc512_market_xent.pth.tar"  # extracted from the QMUL zip
+    assert modelzoo.download("resnet50_fc512.market1501", progress=False) == path

@@ -52,8 +52,8 @@ logger = logging.getLogger(__name__)
 _SKIPPED_OFFLINE = "skipped: offline mode"
 
 
-def _as_checkpoint(checkpoint: Checkpoint | str) -> Checkpoint:
-    return checkpoint if isinstance(checkpoint, Checkpoint) else resolve_checkpoint(checkpoint)
+def _as_checkpoint(checkpoint: Checkpoint | str, dataset: str | None = None) -> Checkpoint:
+    return checkpoint if isinstance(checkpoint, Checkpoint) else resolve_checkpoint(checkpoint, dataset)
 
 
 def cached_path(checkpoint: Checkpoint | str) -> Path | None:
@@ -67,6 +67,7 @@ def cached_path(checkpoint: Checkpoint | str) -> Path | None:
 
 def download(
     checkpoint: Checkpoint | str,
+    dataset: str | None = None,
     *,
     progress: bool = True,
     force: bool = False,
@@ -79,7 +80,10 @@ def download(
     only the cache, local mirror folders and the Hugging Face cache are used.
 
     Args:
-        checkpoint: a manifest entry or a ``model.dataset`` name.
+        checkpoint: a manifest entry, a model name (``"resnet50_fc512"``) or a
+            ``model.dataset`` name.
+        dataset: the checkpoint's dataset key when ``checkpoint`` is a model
+            name (``modelzoo.download("resnet50_fc512", "market1501")``).
         progress: show a progress bar (only when stderr is a terminal).
         force: fetch again even when cached (the cached file stays until a
             new one is verified).
@@ -94,7 +98,7 @@ def download(
         DownloadError: every source failed; the message lists each one and why,
             and says how to import a file obtained by hand.
     """
-    checkpoint = _as_checkpoint(checkpoint)
+    checkpoint = _as_checkpoint(checkpoint, dataset)
     if not force and (hit := cache.cached_weights(checkpoint)):
         return hit
     offline = config.offline()
