@@ -19,16 +19,9 @@ from typing import Any, Mapping
 
 from modelzoo import config
 from modelzoo.errors import ManifestError, UnknownDatasetError, UnknownModelError
+from modelzoo.names import DATASET_NAMES, dataset_name
 
-DATASETS = ("market1501", "dukemtmcreid", "msmt17")
-DATASET_ALIASES = {
-    "market": "market1501",
-    "market-1501": "market1501",
-    "duke": "dukemtmcreid",
-    "dukemtmc": "dukemtmcreid",
-    "dukemtmc-reid": "dukemtmcreid",
-    "msmt": "msmt17",
-}
+DATASETS = DATASET_NAMES
 SOURCE_KINDS = ("http", "gdrive", "hf")
 FORMATS = ("zip", "checkpoint")
 DISTANCES = ("euclidean", "cosine")
@@ -349,8 +342,7 @@ def resolve_name(name: str) -> ModelRecord:
 
 def normalize_dataset(dataset: str) -> str:
     """``market`` -> ``market1501`` etc.; other keys (``msmt17_combineall``) pass through."""
-    key = dataset.strip().lower()
-    return DATASET_ALIASES.get(key, key)
+    return dataset_name(dataset) or dataset.strip().lower()
 
 
 def resolve_checkpoint(name: str, dataset: str | None = None) -> Checkpoint:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import re
 
 from modelzoo.datasets._base import (
     REQUIRED_SPLITS,
@@ -17,23 +16,9 @@ from modelzoo.datasets._base import (
 from modelzoo.datasets.market import DUKEMTMCREID, MARKET1501, MarketStyleReader
 from modelzoo.datasets.msmt17 import MSMT17Reader
 from modelzoo.errors import UnknownModelError
+from modelzoo.names import DATASET_ALIASES, DATASET_NAMES, dataset_name, normalised
 
 logger = logging.getLogger(__name__)
-
-DATASET_NAMES = ("market1501", "dukemtmcreid", "msmt17")
-
-# Keys are normalised (lower case, no '-', '_', ' ' or '.'): "Market-1501",
-# "market_1501" and "DukeMTMC-reID" all land here.
-_ALIASES = {
-    "market1501": "market1501",
-    "market": "market1501",
-    "dukemtmcreid": "dukemtmcreid",
-    "dukemtmc": "dukemtmcreid",
-    "duke": "dukemtmcreid",
-    "msmt17": "msmt17",
-    "msmt": "msmt17",
-}
-
 
 def canonical_name(name: str) -> str:
     """The canonical dataset name of ``name`` or one of its aliases.
@@ -49,11 +34,11 @@ def canonical_name(name: str) -> str:
         UnknownModelError: (a ``KeyError``) the name is not a known dataset;
             the message suggests the closest names.
     """
-    key = re.sub(r"[-_ .]", "", str(name).strip().lower())
-    if key in _ALIASES:
-        return _ALIASES[key]
-    close = difflib.get_close_matches(key, list(_ALIASES), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(sorted({_ALIASES[c] for c in close}))}?" if close else ""
+    canonical = dataset_name(name)
+    if canonical:
+        return canonical
+    close = difflib.get_close_matches(normalised(name), list(DATASET_ALIASES), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(sorted({DATASET_ALIASES[c] for c in close}))}?" if close else ""
     raise UnknownModelError(
         f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)} "
         f"(aliases: market, duke, dukemtmc, msmt).{hint}"
