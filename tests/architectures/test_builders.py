@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from unittest import mock
+
 import pytest
 import torch
 
@@ -65,3 +68,27 @@ def test_builders_refuse_pretrained_and_unknown_arguments(name):
     with pytest.raises(TypeError, match="colour"):
         builder(num_classes=10, colour="red")
     builder(num_classes=10, pretrained=False, use_gpu=False)  # torchreid's own arguments still work
+
+
+@pytest.mark.parametrize("name", names())
+def test_unknown_loss_is_refused_when_building(name):
+    with pytest.raises(ValueError) as error:
+        builders()[name](num_classes=NUM_CLASSES, loss="arcface")
+    message = str(error.value)
+    assert "arcface" in message and "softmax" in message and "triplet" in message
+
+
+@pytest.mark.parametrize("name", names())
+def test_state_dict_keys_come_in_torchreids_order(name):
+    model = builders()[name](num_classes=NUM_CLASSES)
+    assert list(model.state_dict()) == [key for key, _, _ in spec_by_name()[name]["state_dict"]]
+
+
+def test_building_never_touches_the_network():
+    def refuse(*args, **kwargs):
+        raise AssertionError("a builder opened a socket")
+
+    # torchreid's builders download ImageNet weights (torchvision URLs, gdown); ours only build layers.
+    with mock.patch.object(socket, "socket", refuse), mock.patch.object(socket, "create_connection", refuse):
+        for name in names():
+            assert isinstance(builders()[name](num_classes=10, use_gpu=True), torch.nn.Module)

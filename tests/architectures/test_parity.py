@@ -21,10 +21,10 @@ from weights import deterministic_state_dict
 NUM_CLASSES = 751
 
 
-def _reference_model(torchreid_name: str) -> torch.nn.Module:
+def _reference_model(torchreid_name: str, loss: str) -> torch.nn.Module:
     relative, attribute = ORACLE_FACTORIES[torchreid_name]
     factory = getattr(oracle.load(relative), attribute)
-    kwargs = {"num_classes": NUM_CLASSES, "loss": "softmax"}
+    kwargs = {"num_classes": NUM_CLASSES, "loss": loss}
     if attribute != "HACNN":
         kwargs["pretrained"] = False  # never download anything
     return factory(**kwargs)
@@ -37,11 +37,25 @@ def _cuda_calls_are_noops():
         yield
 
 
+def _flatten(output) -> list[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    return [tensor for part in output for tensor in _flatten(part)]
+
+
+def _structure(output):
+    """The nesting of tuples in ``output``, with each tensor replaced by its shape."""
+    if isinstance(output, torch.Tensor):
+        return tuple(output.shape)
+    return tuple(_structure(part) for part in output)
+
+
+@pytest.mark.parametrize("loss", ["softmax", "triplet"])
 @pytest.mark.parametrize("name", names())
-def test_outputs_equal_torchreid(name):
+def test_outputs_equal_torchreid(name, loss):
     spec = spec_by_name()[name]
-    ours = builders()[name](num_classes=NUM_CLASSES)
-    theirs = _reference_model(spec["torchreid_name"])
+    ours = builders()[name](num_classes=NUM_CLASSES, loss=loss)
+    theirs = _reference_model(spec["torchreid_name"], loss)
     state = deterministic_state_dict(theirs, seed=1234)
     theirs.load_state_dict(state, strict=True)
     ours.load_state_dict(state, strict=True)
@@ -55,10 +69,9 @@ def test_outputs_equal_torchreid(name):
             got = ours(images)
             torch.manual_seed(0)
             expected = theirs(images)
-        got = got if isinstance(got, (tuple, list)) else (got,)
-        expected = expected if isinstance(expected, (tuple, list)) else (expected,)
-        assert len(got) == len(expected)
-        for a, b in zip(got, expected):
-            assert a.shape == b.shape
+        assert _structure(got) == _structure(expected)
+        if train and loss == "triplet":
+            assert isinstance(got, tuple) and len(got) == 2  # (logits, features)
+        for a, b in zip(_flatten(got), _flatten(expected), strict=True):
             assert b.abs().max() > 0, "reference output is all zeros: weights too trivial"
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
