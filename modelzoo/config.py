@@ -14,12 +14,17 @@ change the environment between calls.
 ``MODELZOO_GDRIVE_URL``     base of the Google Drive download endpoint
                             (tests point it at a loopback server).
 ``MODELZOO_MANIFEST_DIR``   read the manifest from another folder.
+``RANK``, ``WORLD_SIZE``,   set by ``torchrun`` for each process: distributed
+``LOCAL_RANK``              feature extraction shards the images by them
+                            (``MASTER_ADDR``/``MASTER_PORT`` are read by
+                            ``torch.distributed`` itself).
 ==========================  ===================================================
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -71,3 +76,38 @@ def manifest_dir() -> Path:
     if PACKAGE_MANIFEST_DIR.is_dir():
         return PACKAGE_MANIFEST_DIR
     return SOURCE_MANIFEST_DIR
+
+
+@dataclass(frozen=True)
+class DistributedEnv:
+    """This process's place in a ``torchrun`` launch."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+
+
+def distributed_env() -> DistributedEnv | None:
+    """``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` as set by ``torchrun``; None when ``WORLD_SIZE`` is not set.
+
+    A missing ``RANK`` means 0 and a missing ``LOCAL_RANK`` the rank (one node).
+
+    Raises:
+        ValueError: a variable that is not a whole number, or a rank outside the world.
+    """
+    if not os.environ.get("WORLD_SIZE"):
+        return None
+    world_size = _whole_number("WORLD_SIZE", "1")
+    rank = _whole_number("RANK", "0")
+    local_rank = _whole_number("LOCAL_RANK", str(rank))
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"RANK={rank} does not fit WORLD_SIZE={world_size}; launch with torchrun")
+    return DistributedEnv(rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def _whole_number(name: str, default: str) -> int:
+    raw = os.environ.get(name) or default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r} is not a whole number; launch with torchrun") from None

@@ -12,7 +12,7 @@ speed-ups are in how the network runs, not in the input pipeline:
 * BatchNorm layers are folded into the convolutions before them
   (``torch.fx``; a model that cannot be traced runs unfolded);
 * activations use the channels-last memory format, which oneDNN's CPU
-  convolutions run without reordering every layer;
+  convolutions take as it is (NCHW tensors are reordered around each one);
 * the forward pass runs under ``inference_mode``.
 
 Folding changes the features by float rounding only (relative differences
@@ -26,8 +26,10 @@ than fp32, and a warning says so.
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import sys
+from collections import Counter
 from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
@@ -43,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+FOLDED_INTO = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)  # the layers torch.fx folds a BatchNorm into
 
 
 class ImageFiles(Dataset):
@@ -63,11 +66,13 @@ class ImageFiles(Dataset):
 
 
 def default_num_workers(device: torch.device | None = None) -> int:
-    """Decoding processes: the CPUs this process may use (at most 8) when a GPU
-    runs the model; when the CPU runs it, one process per 8 CPUs (at least one).
+    """How many decoding processes to start for a model running on ``device``.
 
-    A CPU forward pass already keeps every core busy and decoding is about 2%
-    of the work, so more decoders only take cores from the network.
+    With a GPU running the model: the CPUs this process may use, at most 8.
+    With the CPU running it: one per 8 CPUs, at least one.  A CPU forward
+    pass already keeps every core busy and decoding is about 2% of the work,
+    so more decoders would only take cores from the network; one decoder
+    still overlaps that 2% with the forward pass.
 
     Args:
         device: where the model runs (None: treated as a GPU, the old default).
@@ -115,12 +120,18 @@ def autocast_context(device: torch.device, precision: str) -> ContextManager:
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("precision='fp16' needs a CUDA device; on the CPU use precision='bf16'")
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        logger.warning(
-            "this CPU has no native bf16 instructions (avx512_bf16 or AMX): bf16 is emulated and slower "
-            "than fp32 here; use precision='fp32'"
-        )
+        _warn_emulated_bf16()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@lru_cache(maxsize=1)
+def _warn_emulated_bf16() -> None:
+    """Once per process: query and gallery extraction would say it twice."""
+    logger.warning(
+        "this CPU has no native bf16 instructions (avx512_bf16 or AMX): bf16 is emulated and slower "
+        "than fp32 here; use precision='fp32'"
+    )
 
 
 def use_channels_last(device: torch.device, precision: str) -> bool:
@@ -133,25 +144,50 @@ def use_channels_last(device: torch.device, precision: str) -> bool:
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """A copy of an eval-mode ``model`` with each BatchNorm folded into the convolution before it.
+    """A copy of an eval-mode ``model`` with each BatchNorm folded into the convolution (or linear layer) before it.
 
-    Uses ``torch.fx``, which folds a convolution -> BatchNorm pair only when
-    the BatchNorm is the convolution's sole consumer.  A model that cannot be
-    traced symbolically (data-dependent control flow, e.g. HACNN) is returned
-    unchanged, as is a model in training mode.
+    Uses ``torch.fx``, which folds a pair only when the BatchNorm is the
+    layer's sole consumer.  The model is returned unchanged when it cannot be
+    traced symbolically (data-dependent control flow, e.g. HACNN), when a
+    layer is called more than once (folding would change every call), and
+    when it is in training mode.
 
     Args:
         model: a network in eval mode; it is not modified.
     """
     if model.training:
         return model
+    from torch import fx
     from torch.fx.experimental.optimization import fuse
 
     try:
-        return fuse(model, inplace=False)
+        traced = fx.symbolic_trace(model)  # shares the layers with model; fuse copies before changing them
     except Exception as exc:  # fx raises many types (TraceError, TypeError, ...) for untraceable code
         logger.debug("BatchNorm folding skipped for %s: %s", type(model).__name__, exc)
         return model
+    if _folds_a_shared_layer(traced):
+        logger.debug("BatchNorm folding skipped for %s: a layer is called more than once", type(model).__name__)
+        return model
+    return fuse(traced, inplace=False, no_trace=True)
+
+
+def _folds_a_shared_layer(traced: Any) -> bool:
+    """Whether a convolution/linear layer followed by a BatchNorm is also called elsewhere.
+
+    Folding replaces the layer itself, so every other call of it would
+    change too.  (Shared layers that no BatchNorm follows, like OSNet's
+    channel gate, are harmless.)
+    """
+    layers = dict(traced.named_modules())
+    calls = Counter(node.target for node in traced.graph.nodes if node.op == "call_module")
+    for node in traced.graph.nodes:
+        if node.op != "call_module" or not isinstance(layers[node.target], nn.modules.batchnorm._BatchNorm):
+            continue
+        source = node.args[0]
+        if getattr(source, "op", None) == "call_module" and isinstance(layers[source.target], FOLDED_INTO):
+            if calls[source.target] > 1:
+                return True
+    return False
 
 
 def prepare_model(
@@ -206,10 +242,12 @@ def extract_features(
         A float32 CPU tensor with one row per path; (0, 0) for no paths.
 
     Raises:
-        ValueError: a batch size below 1, an unknown precision, fp16 on the
-            CPU, or no transform.
+        ValueError: a batch size below 1, a negative worker count, an
+            unknown precision, fp16 on the CPU, or no transform.
     """
-    _check_batch_size(batch_size)
+    _check_whole_number("batch_size", batch_size, minimum=1)
+    if num_workers is not None:
+        _check_whole_number("num_workers", num_workers, minimum=0)
     transform = transform or getattr(model, "modelzoo_transform", None)
     if transform is None:
         raise ValueError("no transform given and the model has none attached: pass modelzoo.transforms(name)")
@@ -226,9 +264,9 @@ def extract_features(
     return _run(runnable, _progress(loader, progress, description), target, memory_format, autocast)
 
 
-def _check_batch_size(batch_size: Any) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a whole number of images, at least 1; got {batch_size!r}")
+def _check_whole_number(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be a whole number, at least {minimum}; got {value!r}")
 
 
 def _run(
@@ -246,14 +284,14 @@ def _run(
     return torch.cat(chunks)
 
 
-def _loader(paths, transform, batch_size: int, num_workers: int, pin: bool) -> DataLoader:
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ValueError(f"num_workers must be a whole number, 0 or more; got {num_workers!r}")
+def _loader(
+    paths: Sequence[str | Path], transform: Callable, batch_size: int, num_workers: int, pin: bool
+) -> DataLoader:
     batches = -(-len(paths) // batch_size)
-    workers = min(num_workers, batches)  # no idle processes for tiny sets
+    workers = min(int(num_workers), batches)  # no idle processes for tiny sets
     return DataLoader(
         ImageFiles(paths, transform),
-        batch_size=batch_size,
+        batch_size=int(batch_size),
         shuffle=False,
         num_workers=workers,
         pin_memory=pin,

@@ -121,6 +121,7 @@ def test_bf16_features_are_close_to_fp32(paths):
 
 def test_bf16_warns_on_a_cpu_without_native_bf16(paths, monkeypatch, caplog):
     monkeypatch.setattr(features, "cpu_has_native_bf16", lambda: False)
+    features._warn_emulated_bf16.cache_clear()
     with caplog.at_level(logging.WARNING, logger=features.__name__):
         features.autocast_context(torch.device("cpu"), "bf16")
     assert "no native bf16" in caplog.text
@@ -171,3 +172,51 @@ def test_default_workers_leave_the_cpu_to_the_network_when_it_runs_there(monkeyp
     monkeypatch.setattr(features, "_available_cpus", lambda: 2)
     assert default_num_workers(torch.device("cpu")) == 1
     assert default_num_workers(torch.device("cuda", 0)) == 2
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@needs_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+def test_cuda_features_match_the_cpu(paths, precision):
+    model = small_network()
+    on_cpu = extract(model, paths)
+    on_cuda = extract_features(
+        model, paths, small_transform(), device="cuda", precision=precision, num_workers=0, progress=False
+    )
+    assert on_cuda.dtype == torch.float32 and on_cuda.device.type == "cpu"
+    if precision == "fp32":  # TF32 may be on for convolutions: a looser tolerance than on the CPU
+        torch.testing.assert_close(on_cuda, on_cpu, rtol=1e-3, atol=1e-3 * on_cpu.abs().max().item())
+    else:
+        assert torch.nn.functional.cosine_similarity(on_cuda, on_cpu, dim=1).min().item() >= 0.99
+
+
+def test_fold_batchnorm_leaves_a_model_that_reuses_a_layer_as_is():
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+            self.bn = nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            return self.conv(self.bn(self.conv(x)))  # folding bn into conv would change the outer call too
+
+    model = Shared().eval()
+    assert fold_batchnorm(model) is model
+
+
+def test_fold_batchnorm_folds_a_model_that_reuses_its_relu():
+    class SharedRelu(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)
+            self.conv2, self.bn2 = nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)
+            self.relu = nn.ReLU()
+
+        def forward(self, x):
+            return self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
+
+    folded = fold_batchnorm(SharedRelu().eval())
+    assert not any(isinstance(module, nn.BatchNorm2d) for module in folded.modules())
