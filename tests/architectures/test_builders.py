@@ -8,6 +8,7 @@ from unittest import mock
 import pytest
 import torch
 
+from modelzoo import manifest
 from modelzoo.architectures import builders
 from tests.architectures.spec import names, spec_by_name
 
@@ -92,3 +93,15 @@ def test_building_never_touches_the_network():
     with mock.patch.object(socket, "socket", refuse), mock.patch.object(socket, "create_connection", refuse):
         for name in names():
             assert isinstance(builders()[name](num_classes=10, use_gpu=True), torch.nn.Module)
+
+
+@pytest.mark.parametrize("name", [r.name for r in manifest.models().values() if r.params_m is not None])
+def test_manifest_parameter_count_matches_the_built_model_to_the_seeds_precision(name):
+    record = manifest.models()[name]
+    model = builders()[name](num_classes=NUM_CLASSES)
+    counted = sum(
+        p.numel()
+        for key, p in model.named_parameters()
+        if record.params_counted == "total" or key not in record.classifier_keys
+    )
+    assert round(counted / 1e6, 1) == record.params_m
