@@ -266,10 +266,26 @@ def _storable(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return out
 
 
+def _read_tensors(copy: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file, read into this process's own memory.
+
+    safetensors memory-maps the file by default: its tensors are then views of
+    the cache file, read lazily at the first forward pass (loading would only
+    be deferred, page fault by page fault) and tied to a file that another
+    process may replace.  Reading the bytes (``pread``, safetensors >= 0.8) or
+    copying them gives ordinary, writable tensors that a model can adopt.
+    """
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(copy), device="cpu", backend="pread")
+    except TypeError:  # safetensors < 0.8: memory map only
+        return {key: tensor.clone() for key, tensor in load_file(str(copy), device="cpu").items()}
+
+
 def _read_copy(weights_path: Path) -> dict[str, torch.Tensor] | None:
     """The safetensors copy, if present, readable and made from this very weights file."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     copy = safetensors_path(weights_path)
     if not copy.is_file():
@@ -280,7 +296,7 @@ def _read_copy(weights_path: Path) -> dict[str, torch.Tensor] | None:
         if {k: metadata.get(k) for k in ("source_file", "source_size", "source_mtime_ns")} != _stamp(weights_path):
             logger.info("%s is stale; rebuilding it", copy.name)
             return None
-        tensors = load_file(str(copy), device="cpu")
+        tensors = _read_tensors(copy)
         order = json.loads(metadata.get("order", "[]"))
         if sorted(order) != sorted(tensors):
             return None
