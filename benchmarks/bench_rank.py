@@ -89,8 +89,33 @@ class Problem:
         return self.q_pids, self.g_pids, self.q_camids, self.g_camids
 
 
+@dataclass
+class Features:
+    """Query and gallery features with their identities and cameras."""
+
+    qf: np.ndarray
+    gf: np.ndarray
+    q_pids: np.ndarray
+    g_pids: np.ndarray
+    q_camids: np.ndarray
+    g_camids: np.ndarray
+
+    def labels(self) -> tuple:
+        return self.q_pids, self.g_pids, self.q_camids, self.g_camids
+
+
 def make_problem(size: Size, seed: int, noise: float, dim: int = 32) -> Problem:
     """A synthetic problem with identity and camera structure (see the module docstring)."""
+    features = make_features(size, seed, noise, dim)
+    distmat = np.empty((size.queries, size.gallery), dtype=np.float32)
+    gallery = torch.from_numpy(features.gf)
+    for start in range(0, size.queries, 512):
+        distmat[start:start + 512] = compute_distance(torch.from_numpy(features.qf[start:start + 512]), gallery).numpy()
+    return Problem(distmat, *features.labels())
+
+
+def make_features(size: Size, seed: int, noise: float, dim: int = 32) -> Features:
+    """The features of :func:`make_problem`: around one centre per identity, shifted per camera."""
     rng = np.random.default_rng(seed)
     num_ids = size.query_ids + size.gallery_only_ids
     pids = np.arange(1, num_ids + 1)
@@ -112,12 +137,8 @@ def make_problem(size: Size, seed: int, noise: float, dim: int = 32) -> Problem:
         g_pids = np.r_[g_pids, np.zeros(size.distractors, dtype=g_pids.dtype)]
         g_cams = np.r_[g_cams, rng.integers(0, size.cameras, size.distractors)]
         gf = np.r_[gf, rng.standard_normal((size.distractors, dim)).astype(np.float32)]
-    distmat = np.empty((size.queries, size.gallery), dtype=np.float32)
-    gallery = torch.from_numpy(gf)
-    for start in range(0, size.queries, 512):
-        distmat[start:start + 512] = compute_distance(torch.from_numpy(qf[start:start + 512]), gallery).numpy()
-    return Problem(distmat, q_pids.astype(np.int64), g_pids.astype(np.int64),
-                   q_cams.astype(np.int64), g_cams.astype(np.int64))
+    return Features(qf, gf, q_pids.astype(np.int64), g_pids.astype(np.int64),
+                    q_cams.astype(np.int64), g_cams.astype(np.int64))
 
 
 # --------------------------------------------------------------------------

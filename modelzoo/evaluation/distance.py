@@ -89,22 +89,57 @@ def _to_tensor(features: ArrayLike, name: str) -> torch.Tensor:
 
 
 def _distance_tensor(query: torch.Tensor, gallery: torch.Tensor, metric: str) -> torch.Tensor:
-    if metric == "euclidean":
-        return _squared_euclidean(query, gallery)
-    return _cosine(query, gallery)
+    return GalleryDistances(gallery, metric)(query)
 
 
-def _squared_euclidean(query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
-    # Same operations in the same order as torchreid (norms broadcast, then one
-    # fused addmm), so the rounding -- and hence every tie -- is identical.
-    query_norms = torch.pow(query, 2).sum(dim=1, keepdim=True)
-    gallery_norms = torch.pow(gallery, 2).sum(dim=1, keepdim=True).t()
-    distances = query_norms + gallery_norms
-    distances.addmm_(query, gallery.t(), beta=1, alpha=-2)
-    return distances
+class GalleryDistances:
+    """Distances from any block of queries to one gallery, the gallery's share computed once.
+
+    ``GalleryDistances(gallery, metric)(query)`` is ``compute_distance(query,
+    gallery, metric)`` bit for bit; evaluating block after block of queries
+    this way does not redo the gallery's norms (euclidean) or normalisation
+    (cosine) -- a pass over, and for euclidean a temporary as large as, the
+    whole gallery -- for every block.
+
+    Args:
+        gallery: Gallery features ``(num_gallery, dim)``, a float tensor.
+        metric: ``"euclidean"`` (squared, as torchreid) or ``"cosine"``.  For
+            cosine a normalised copy of the gallery is held.
+    """
+
+    def __init__(self, gallery: torch.Tensor, metric: str) -> None:
+        _check_metric(metric)
+        self.metric = metric
+        if metric == "euclidean":
+            self._gallery = gallery
+            self._norms = _squared_norms(gallery).t()
+        else:
+            self._gallery = F.normalize(gallery, p=2, dim=1)
+
+    def __call__(self, query: torch.Tensor) -> torch.Tensor:
+        """The ``(len(query), num_gallery)`` distances."""
+        if self.metric == "euclidean":
+            # Same operations in the same order as torchreid (norms broadcast,
+            # then one fused addmm), so the rounding -- and hence every tie --
+            # is identical.
+            distances = _squared_norms(query) + self._norms
+            distances.addmm_(query, self._gallery.t(), beta=1, alpha=-2)
+            return distances
+        return 1 - torch.mm(F.normalize(query, p=2, dim=1), self._gallery.t())
 
 
-def _cosine(query: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
-    query_unit = F.normalize(query, p=2, dim=1)
-    gallery_unit = F.normalize(gallery, p=2, dim=1)
-    return 1 - torch.mm(query_unit, gallery_unit.t())
+#: Rows squared per pass in :func:`_squared_norms`.
+_NORM_ROWS = 4096
+
+
+def _squared_norms(features: torch.Tensor) -> torch.Tensor:
+    """``torch.pow(features, 2).sum(dim=1, keepdim=True)``, without the full-size squared temporary.
+
+    Each row's sum is the same whichever rows share its pass (the reduction
+    runs along the row), so the result is bit for bit torchreid's; for a
+    2048-d MSMT17 gallery the temporary drops from 670 MB to 32 MB.
+    """
+    if features.shape[0] <= _NORM_ROWS:
+        return torch.pow(features, 2).sum(dim=1, keepdim=True)
+    return torch.cat([torch.pow(features[start:start + _NORM_ROWS], 2).sum(dim=1, keepdim=True)
+                      for start in range(0, features.shape[0], _NORM_ROWS)])

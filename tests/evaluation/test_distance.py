@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import oracle
-from modelzoo.evaluation import compute_distance
+from modelzoo.evaluation import compute_distance, distance
+from modelzoo.evaluation.distance import GalleryDistances
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,17 @@ def test_equals_torchreid_bit_for_bit(torchreid_distance, features, metric):
     result = compute_distance(qf, gf, metric)
     assert isinstance(result, torch.Tensor) and result.shape == (23, 57)
     assert torch.equal(result, expected)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_gallery_distances_by_query_blocks_equal_torchreid_bit_for_bit(torchreid_distance, features, metric,
+                                                                        monkeypatch):
+    monkeypatch.setattr(distance, "_NORM_ROWS", 5)  # the gallery's norms in several passes
+    qf, gf = features
+    distances_to_gallery = GalleryDistances(gf, metric)
+    for start in range(0, 23, 4):  # the same object serves every block of queries
+        block = qf[start:start + 4]
+        assert torch.equal(distances_to_gallery(block), torchreid_distance(block, gf, metric))
 
 
 def test_euclidean_is_the_squared_distance(features):

@@ -207,6 +207,25 @@ def test_evaluate_from_features_equals_distance_then_rank(metric, chunk_size):
     assert from_numpy.mAP == pytest.approx(expected.mAP, abs=1e-12)
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_evaluate_from_features_ranks_each_distance_product_in_blocks(metric, monkeypatch):
+    from modelzoo.evaluation import distance, rank
+
+    rng = np.random.default_rng(3)
+    pids = rng.integers(0, 25, 250)
+    features = (rng.standard_normal((25, 8))[pids] + 0.9 * rng.standard_normal((250, 8))).astype(np.float32)
+    cams = rng.integers(0, 3, 250)
+    labels = (pids[:50], pids[50:], cams[:50], cams[50:])
+    expected = evaluate_rank(compute_distance(features[:50], features[50:], metric), *labels)
+    monkeypatch.setattr(rank, "_PRODUCT_ELEMENTS", 200 * 7)  # products of 7 query rows (the last one of 1)
+    monkeypatch.setattr(rank, "_BLOCK_ELEMENTS", 200 * 3)  # each ranked 3 rows at a time
+    monkeypatch.setattr(distance, "_NORM_ROWS", 16)  # gallery norms in several passes
+    result = evaluate_from_features(features[:50], features[50:], *labels, metric=metric)
+    assert np.array_equal(result.cmc, expected.cmc)
+    assert result.mAP == expected.mAP and result.mINP == expected.mINP
+    assert (result.num_valid_queries, result.num_queries) == (expected.num_valid_queries, 50)
+
+
 def test_evaluate_from_features_rejects_bad_input():
     features = np.zeros((4, 8), dtype=np.float32)
     labels = (np.arange(4), np.arange(4), np.zeros(4), np.ones(4))
