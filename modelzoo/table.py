@@ -47,11 +47,15 @@ def markdown(records: Iterable[ModelRecord]) -> str:
     return "\n".join(lines)
 
 
+def _fixed_width(rows: list[tuple[str, ...]]) -> str:
+    """Left-aligned columns, two spaces apart, for terminals."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+
+
 def plain(records: Iterable[ModelRecord]) -> str:
     """A fixed-width text table of ``records`` for terminals."""
-    rows = [HEADER, *(row(r) for r in records)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+    return _fixed_width([HEADER, *(row(r) for r in records)])
 
 
 def extra_rows(records: Iterable[ModelRecord]) -> list[tuple[str, str, str, str]]:
@@ -76,6 +80,4 @@ def extra_markdown(records: Iterable[ModelRecord]) -> str:
 
 def extra_plain(records: Iterable[ModelRecord]) -> str:
     """A fixed-width text table of the cross-domain, combineall and ImageNet checkpoints."""
-    rows = [EXTRA_HEADER, *extra_rows(records)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(EXTRA_HEADER))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+    return _fixed_width([EXTRA_HEADER, *extra_rows(records)])
