@@ -27,6 +27,7 @@ import os
 import pickle
 import re
 import secrets
+import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 DATA_PARALLEL_PREFIX = "module."
 SAFETENSORS_SUFFIX = ".safetensors"
+#: modelzoo.safetensors_reader reads little-endian bytes into tensors as they are;
+#: a big-endian host reads the original file every time instead.
+_SAFETENSORS_CACHE = sys.byteorder == "little"
 _UNSAFE_MARKERS = ("global", "can only build", "unsupported class")
 _NUMPY_DTYPE_CODES = ("?", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8")
 
@@ -266,40 +270,34 @@ def _storable(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return out
 
 
-def _read_tensors(copy: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of a safetensors file, read into this process's own memory.
-
-    safetensors memory-maps the file by default: its tensors are then views of
-    the cache file, read lazily at the first forward pass (loading would only
-    be deferred, page fault by page fault) and tied to a file that another
-    process may replace.  Reading the bytes (``pread``, safetensors >= 0.8) or
-    copying them gives ordinary, writable tensors that a model can adopt.
-    """
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(copy), device="cpu", backend="pread")
-    except TypeError:  # safetensors < 0.8: memory map only
-        return {key: tensor.clone() for key, tensor in load_file(str(copy), device="cpu").items()}
+def _usable_copy(reader: Any, weights_path: Path) -> bool:
+    """Whether an open safetensors copy was made from this very weights file, with every tensor."""
+    metadata = reader.metadata
+    if {k: metadata.get(k) for k in ("source_file", "source_size", "source_mtime_ns")} != _stamp(weights_path):
+        logger.info("%s is stale; rebuilding it", Path(reader.path).name)
+        return False
+    return sorted(json.loads(metadata.get("order", "[]"))) == sorted(reader.keys())
 
 
 def _read_copy(weights_path: Path) -> dict[str, torch.Tensor] | None:
-    """The safetensors copy, if present, readable and made from this very weights file."""
-    from safetensors import safe_open
+    """The safetensors copy, if present, readable and made from this very weights file.
+
+    Its tensors are read into this process's own memory (see
+    :mod:`modelzoo.safetensors_reader`), never memory-mapped: a map would tie
+    the model to a cache file another process may replace, and only defer
+    the reading to the first forward pass.
+    """
+    from modelzoo.safetensors_reader import SafetensorsFile
 
     copy = safetensors_path(weights_path)
     if not copy.is_file():
         return None
     try:
-        with safe_open(str(copy), framework="pt") as reader:
-            metadata = reader.metadata() or {}
-        if {k: metadata.get(k) for k in ("source_file", "source_size", "source_mtime_ns")} != _stamp(weights_path):
-            logger.info("%s is stale; rebuilding it", copy.name)
-            return None
-        tensors = _read_tensors(copy)
-        order = json.loads(metadata.get("order", "[]"))
-        if sorted(order) != sorted(tensors):
-            return None
+        with SafetensorsFile.open(copy) as reader:
+            if not _usable_copy(reader, weights_path):
+                return None
+            tensors = reader.read_all()
+            order = json.loads(reader.metadata["order"])
         return {key: tensors[key] for key in order}
     except Exception as exc:  # noqa: BLE001 - any damage means "rebuild", never "fail"
         logger.warning("ignoring damaged %s (%s); rebuilding it", copy, exc)
@@ -324,6 +322,8 @@ def load_cached_state_dict(checkpoint: Checkpoint | None, weights_path: str | os
     weights_path = Path(weights_path)
     if not weights_path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {weights_path}")
+    if not _SAFETENSORS_CACHE:
+        return read_state_dict(weights_path)
     state = _read_copy(weights_path)
     if state is not None:
         return state
