@@ -8,8 +8,9 @@ Three measurements, each printed as a markdown table:
    parameter), the scheduler, the epoch and ``rank1`` as a NumPy scalar (about
    300 MB).  modelzoo reads the safetensors copy it keeps beside the cached
    file (100 MB of weights, no pickle).  Both end with the weights in a model,
-   timed two ways: into an already built model (build excluded from both), and
-   build included (torchreid builds its own ResNet-50 then loads; modelzoo's is
+   timed two ways: into an already built model (build excluded from both;
+   modelzoo's is ``modelzoo.load_weights``, which reads the file's bytes
+   straight into the parameters), and build included (torchreid builds its own ResNet-50 then loads; modelzoo's is
    a warm ``modelzoo.get``).
    Under torch >= 2.6, ``torch.load`` defaults to ``weights_only=True`` and
    refuses that dict (the NumPy scalar), so for the *reference only* the
@@ -202,8 +203,7 @@ def publish(name: str, folder: Path, pth_tar: Path | None = None) -> None:
 def bench_checkpoint(pth_tar: Path, repeats: int) -> list[str]:
     import modelzoo
     from modelzoo import fetch, manifest
-    from modelzoo.checkpoint import load_cached_state_dict, safetensors_path
-    from modelzoo.loading import load_strict
+    from modelzoo.checkpoint import safetensors_path
 
     load_pretrained_weights = torchreid_load_pretrained_weights()
     checkpoint = manifest.resolve_checkpoint("resnet50", "market1501")
@@ -213,9 +213,8 @@ def bench_checkpoint(pth_tar: Path, repeats: int) -> list[str]:
         with reference_torch_load():
             load_pretrained_weights(theirs_built, str(pth_tar))
 
-    def ours_into_built() -> None:  # what get() does once the model is built
-        path = fetch.download(checkpoint, progress=False)
-        load_strict(ours_built, load_cached_state_dict(checkpoint, path), assign=True)
+    def ours_into_built() -> None:
+        modelzoo.load_weights(ours_built, "resnet50", "market1501", progress=False)
 
     def theirs_with_build() -> torch.nn.Module:
         model = torchreid_resnet50()

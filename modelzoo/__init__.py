@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS = {
     "get": "modelzoo.hub",
+    "load_weights": "modelzoo.hub",
     "build": "modelzoo.hub",
     "transforms": "modelzoo.hub",
     "list_models": "modelzoo.manifest",

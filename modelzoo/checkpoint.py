@@ -304,6 +304,42 @@ def _read_copy(weights_path: Path) -> dict[str, torch.Tensor] | None:
         return None
 
 
+def read_cached_into(weights_path: str | os.PathLike, targets: Mapping[str, torch.Tensor]) -> bool:
+    """Overwrite ``targets`` with a cached weights file's values, straight from its safetensors copy.
+
+    The fast path of :func:`modelzoo.load_weights`: no intermediate tensor,
+    the file's bytes go into ``targets``' memory.  It applies only when the
+    copy exists, is current, and holds exactly ``targets``' names, shapes and
+    dtypes (contiguous CPU tensors); otherwise nothing is written and the
+    caller takes the general path (:func:`load_cached_state_dict` and a
+    strict load, which also explains any mismatch).
+
+    Returns:
+        True when every target was overwritten; False when nothing was.
+
+    Raises:
+        OSError: reading failed half-way; ``targets`` hold a mix of old and
+            new values and must be loaded again.
+    """
+    from modelzoo.safetensors_reader import SafetensorsFile, SafetensorsFormatError
+
+    copy = safetensors_path(Path(weights_path))
+    if not _SAFETENSORS_CACHE or not copy.is_file():
+        return False
+    try:
+        with SafetensorsFile.open(copy) as reader:
+            if not _usable_copy(reader, Path(weights_path)) or reader.mismatch(targets) is not None:
+                return False
+            try:
+                reader.read_into(targets)
+            except (OSError, SafetensorsFormatError) as exc:
+                raise OSError(f"reading {copy} failed half-way ({exc}); the tensors hold a mix of "
+                              "old and new values: load the weights again") from exc
+    except (FileNotFoundError, SafetensorsFormatError, ValueError):
+        return False
+    return True
+
+
 def load_cached_state_dict(checkpoint: Checkpoint | None, weights_path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The canonical state dict of a cached weights file, through its safetensors copy.
 

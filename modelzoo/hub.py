@@ -100,6 +100,60 @@ def get(
     return model if target.type == "cpu" else model.to(target)
 
 
+def load_weights(
+    model: nn.Module,
+    name: str,
+    dataset: str | None = None,
+    *,
+    drop_classifier: bool = False,
+    progress: bool = True,
+) -> LoadReport:
+    """Load a zoo checkpoint into a model you already have, in place and strictly.
+
+    The counterpart of torchreid's ``load_pretrained_weights(model, path)``,
+    without its silent partial loads: every key must match, or
+    :class:`~modelzoo.errors.CheckpointMismatchError` lists the differences
+    and nothing is loaded.  The model keeps its parameter objects (an
+    optimizer built on it stays valid), device, dtype and train/eval mode.
+
+    When the model is a contiguous CPU model of the checkpoint's exact
+    tensors and the cache holds its safetensors copy, the file's bytes are
+    read straight into the parameters (no intermediate tensors); otherwise
+    the checkpoint is read and copied in with ``load_state_dict``.
+
+    Args:
+        model: e.g. ``modelzoo.build('resnet50', num_classes=751)`` or your own
+            module with torchreid's key names.
+        name: model name or alias, or ``name.dataset``.
+        dataset: which checkpoint (see :func:`get`).
+        drop_classifier: leave the manifest's classifier keys out (the model
+            keeps its own classifier, e.g. of another number of classes).
+        progress: show a download progress bar (on a terminal).
+
+    Returns:
+        The :class:`LoadReport`.
+
+    Raises:
+        UnknownModelError, DownloadError, NotCachedError: as :func:`get`.
+        CheckpointMismatchError: the checkpoint does not fit ``model``.
+    """
+    from modelzoo import fetch
+    from modelzoo.checkpoint import load_cached_state_dict, read_cached_into
+
+    checkpoint = manifest.resolve_checkpoint(name, dataset)
+    record = manifest.models()[checkpoint.model]
+    path = fetch.download(checkpoint, progress=progress)
+    what = f"checkpoint {checkpoint.name} ({path.name})"
+    own = model.state_dict()
+    if not drop_classifier and read_cached_into(path, own):
+        report = LoadReport(matched=tuple(own))
+        logger.info("%s: %s (read straight into the model)", what, report.summary())
+        return report
+    state = load_cached_state_dict(checkpoint, path)
+    drop = record.classifier_keys if drop_classifier else ()
+    return load_strict(model, state, drop=drop, what=what)
+
+
 def _pretrained(
     record: manifest.ModelRecord,
     checkpoint: manifest.Checkpoint,
