@@ -21,6 +21,7 @@ rows:
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -106,7 +107,7 @@ class NumpyBackend:
     SLAB_ELEMENTS = 1 << 20
 
     def __init__(self) -> None:
-        self._mask = np.empty(0, dtype=bool)
+        self._scratch = threading.local()  # one mask per thread scanning blocks
 
     def prepare(self, matrix: Any) -> np.ndarray:
         """A NumPy view of ``matrix`` (a CPU tensor is shared, not copied)."""
@@ -123,12 +124,13 @@ class NumpyBackend:
         """Flat (row-major) positions and values of the cells ``<=`` their row's threshold."""
         num_rows, num_cols = block.shape
         slab_rows = max(1, self.SLAB_ELEMENTS // max(1, num_cols))
-        if self._mask.size < slab_rows * num_cols:
-            self._mask = np.empty(slab_rows * num_cols, dtype=bool)
+        scratch = getattr(self._scratch, "mask", None)
+        if scratch is None or scratch.size < slab_rows * num_cols:
+            scratch = self._scratch.mask = np.empty(slab_rows * num_cols, dtype=bool)
         positions, values = [], []
         for start in range(0, num_rows, slab_rows):
             slab = np.ascontiguousarray(block[start:start + slab_rows])
-            mask = self._mask[: slab.size]
+            mask = scratch[: slab.size]
             np.less_equal(slab, thresholds[start:start + slab_rows, None], out=mask.reshape(slab.shape))
             hits = flat_nonzero(mask)
             values.append(slab.reshape(-1)[hits])

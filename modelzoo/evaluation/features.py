@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import numbers
-import os
 import sys
 from collections import Counter
 from contextlib import nullcontext
@@ -40,6 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from modelzoo.devices import resolve_device
+from modelzoo.evaluation._parallel import available_cpus
 
 logger = logging.getLogger(__name__)
 
@@ -77,17 +77,10 @@ def default_num_workers(device: torch.device | None = None) -> int:
     Args:
         device: where the model runs (None: treated as a GPU, the old default).
     """
-    available = _available_cpus()
+    available = available_cpus()
     if device is not None and device.type == "cpu":
         return max(1, available // 8)
     return max(0, min(8, available))
-
-
-def _available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @lru_cache(maxsize=1)

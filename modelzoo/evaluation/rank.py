@@ -23,7 +23,7 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from modelzoo.evaluation import _ranking
+from modelzoo.evaluation import _parallel, _ranking
 from modelzoo.evaluation._ranking import Backend, Labels, RankedPositives
 
 logger = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ def evaluate_rank(
     max_rank: int = 50,
     *,
     chunk_size: Optional[int] = None,
+    num_threads: Optional[int] = None,
 ) -> RankResult:
     """CMC, mAP and mINP of a query x gallery distance matrix (Market-1501 protocol).
 
@@ -117,6 +118,11 @@ def evaluate_rank(
         max_rank: Longest CMC rank to report.
         chunk_size: Query rows per block; default: about 8 million distances
             per block (temporaries near 256 MB at worst, a few MB usually).
+        num_threads: Blocks ranked at once (NumPy releases the GIL while it
+            scans; the scan is bound by memory bandwidth, which one core
+            does not saturate); default: the CPUs available, at most 4.  The
+            result does not depend on it.  A tensor on a GPU is ranked one
+            block at a time.
 
     Returns:
         A :class:`RankResult`.
@@ -131,8 +137,8 @@ def evaluate_rank(
     results = _PerQuery.empty(num_query, _check_max_rank(max_rank))
     backend = _ranking.select_backend(distmat)
     matrix = backend.prepare(distmat)
-    for start, stop in _blocks(num_query, num_gallery, chunk_size):
-        _rank_block(backend, matrix[start:stop], labels, start, results)
+    _rank_blocks(backend, matrix, _blocks(num_query, num_gallery, chunk_size), labels, 0, results,
+                 _parallel.resolve_threads(num_threads))
     return results.summary()
 
 
@@ -146,6 +152,7 @@ def evaluate_from_features(
     metric: str = "euclidean",
     max_rank: int = 50,
     chunk_size: Optional[int] = None,
+    num_threads: Optional[int] = None,
 ) -> RankResult:
     """Rank metrics straight from features, never holding the whole distance matrix.
 
@@ -167,6 +174,8 @@ def evaluate_from_features(
         max_rank: Longest CMC rank to report.
         chunk_size: Query rows per block; default: about 32 million
             distances per matrix product, ranked 8 million at a time.
+        num_threads: Blocks of each product ranked at once (see
+            :func:`evaluate_rank`); torch's own threads compute the products.
 
     Returns:
         A :class:`RankResult`, equal to ``evaluate_rank(compute_distance(qf,
@@ -179,6 +188,7 @@ def evaluate_from_features(
     from modelzoo.evaluation.distance import GalleryDistances, _check_metric, as_feature_tensors
 
     _check_metric(metric)
+    threads = _parallel.resolve_threads(num_threads)
     query, gallery = as_feature_tensors(qf, gf)
     num_query, num_gallery = int(query.shape[0]), int(gallery.shape[0])
     if num_gallery == 0:
@@ -190,8 +200,7 @@ def evaluate_from_features(
         product = distances_to_gallery(query[start:stop])
         backend = _ranking.select_backend(product)
         matrix = backend.prepare(product)
-        for block_start, block_stop in _blocks(stop - start, num_gallery, chunk_size):
-            _rank_block(backend, matrix[block_start:block_stop], labels, start + block_start, results)
+        _rank_blocks(backend, matrix, _blocks(stop - start, num_gallery, chunk_size), labels, start, results, threads)
         del product, matrix  # before the next product is allocated
     return results.summary()
 
@@ -315,6 +324,23 @@ class _PerQuery:
             num_valid_queries=num_valid,
             num_queries=int(valid.size),
         )
+
+
+def _rank_blocks(backend: Backend, matrix: Any, spans: Iterator[tuple[int, int]], labels: Labels, offset: int,
+                 results: _PerQuery, threads: int) -> None:
+    """Rank the rows ``start:stop`` of ``matrix`` (queries ``offset + start``...) for each span.
+
+    Blocks write disjoint queries of ``results``, so they may run at once;
+    a device tensor (TorchBackend) is ranked one block at a time.
+    """
+    if not isinstance(backend, _ranking.NumpyBackend):
+        threads = 1
+
+    def rank(span: tuple[int, int]) -> None:
+        start, stop = span
+        _rank_block(backend, matrix[start:stop], labels, offset + start, results)
+
+    _parallel.run_all(rank, spans, threads)
 
 
 def _rank_block(backend: Backend, block: Any, labels: Labels, start: int, results: _PerQuery) -> None:

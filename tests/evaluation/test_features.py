@@ -166,10 +166,10 @@ def test_no_paths_give_an_empty_result():
 
 
 def test_default_workers_leave_the_cpu_to_the_network_when_it_runs_there(monkeypatch):
-    monkeypatch.setattr(features, "_available_cpus", lambda: 16)
+    monkeypatch.setattr(features, "available_cpus", lambda: 16)
     assert default_num_workers(torch.device("cpu")) == 2
     assert default_num_workers(torch.device("cuda", 0)) == 8
-    monkeypatch.setattr(features, "_available_cpus", lambda: 2)
+    monkeypatch.setattr(features, "available_cpus", lambda: 2)
     assert default_num_workers(torch.device("cpu")) == 1
     assert default_num_workers(torch.device("cuda", 0)) == 2
 

@@ -133,9 +133,12 @@ def test_ties_follow_stable_sort_semantics(seed, short_row, monkeypatch):
     assert result.num_valid_queries == expected.num_valid
 
 
-def test_chunk_sizes_give_identical_results():
+@pytest.mark.parametrize("num_threads", [1, 3])
+def test_chunk_sizes_give_identical_results(num_threads):
     problem = realistic(seed=11)
-    results = [evaluate_rank(problem.distmat, *problem.labels, chunk_size=size) for size in (1, 7, 50, None)]
+    results = [evaluate_rank(problem.distmat, *problem.labels, chunk_size=size, num_threads=num_threads)
+               for size in (1, 7, 50, None)]
+    results.append(evaluate_rank(problem.distmat, *problem.labels, chunk_size=7, num_threads=1))
     for other in results[1:]:
         assert np.array_equal(other.cmc, results[0].cmc)
         assert (other.mAP, other.mINP, other.num_valid_queries) == (results[0].mAP, results[0].mINP,
@@ -220,10 +223,12 @@ def test_evaluate_from_features_ranks_each_distance_product_in_blocks(metric, mo
     monkeypatch.setattr(rank, "_PRODUCT_ELEMENTS", 200 * 7)  # products of 7 query rows (the last one of 1)
     monkeypatch.setattr(rank, "_BLOCK_ELEMENTS", 200 * 3)  # each ranked 3 rows at a time
     monkeypatch.setattr(distance, "_NORM_ROWS", 16)  # gallery norms in several passes
-    result = evaluate_from_features(features[:50], features[50:], *labels, metric=metric)
-    assert np.array_equal(result.cmc, expected.cmc)
-    assert result.mAP == expected.mAP and result.mINP == expected.mINP
-    assert (result.num_valid_queries, result.num_queries) == (expected.num_valid_queries, 50)
+    for num_threads in (1, 3):
+        result = evaluate_from_features(features[:50], features[50:], *labels, metric=metric,
+                                        num_threads=num_threads)
+        assert np.array_equal(result.cmc, expected.cmc)
+        assert result.mAP == expected.mAP and result.mINP == expected.mINP
+        assert (result.num_valid_queries, result.num_queries) == (expected.num_valid_queries, 50)
 
 
 def test_evaluate_from_features_rejects_bad_input():
@@ -267,6 +272,25 @@ def test_nan_at_a_true_match_is_an_error():
     problem = one_query([np.nan, 0.2], g_pids=[1, 2], g_camids=[1, 1])
     with pytest.raises(ValueError, match="NaN"):
         evaluate_rank(problem.distmat, *problem.labels)
+
+
+def test_an_error_in_one_of_several_threads_reaches_the_caller():
+    problem = realistic(seed=4)
+    distmat = problem.distmat.copy()
+    positive = np.flatnonzero((problem.g_pids == problem.q_pids[-1]) & (problem.g_camids != problem.q_camids[-1]))
+    distmat[-1, positive[0]] = np.nan  # in the last block only
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate_rank(distmat, *problem.labels, chunk_size=2, num_threads=4)
+
+
+@pytest.mark.parametrize("num_threads", [0, -1, 1.5, True])
+def test_bad_thread_counts_are_refused(num_threads):
+    problem = realistic(seed=1, num_query=5, num_gallery=20, num_ids=4, distractors=2)
+    with pytest.raises(ValueError, match="num_threads"):
+        evaluate_rank(problem.distmat, *problem.labels, num_threads=num_threads)
+    with pytest.raises(ValueError, match="num_threads"):
+        evaluate_from_features(np.zeros((5, 4), np.float32), np.zeros((20, 4), np.float32), *problem.labels,
+                               num_threads=num_threads)
 
 
 def test_result_is_a_frozen_record_with_a_json_view():
