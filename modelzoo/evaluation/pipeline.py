@@ -135,14 +135,13 @@ def _resolve_model(model_or_name: nn.Module | str, dataset: str, device) -> nn.M
 
 
 def _features(model, split, device, batch_size, num_workers, precision, progress):
+    """Query and gallery features from one extraction pass (one BatchNorm fold, one loader)."""
     from modelzoo.evaluation.features import extract_features
 
-    common = dict(
-        batch_size=batch_size, num_workers=num_workers, device=device, precision=precision, progress=progress
-    )
-    query = extract_features(model, [r.path for r in split.query], description="query", **common)
-    gallery = extract_features(model, [r.path for r in split.gallery], description="gallery", **common)
-    return query, gallery
+    paths = [r.path for r in split.query] + [r.path for r in split.gallery]
+    features = extract_features(model, paths, batch_size=batch_size, num_workers=num_workers, device=device,
+                                precision=precision, progress=progress, description="query + gallery")
+    return features[: len(split.query)], features[len(split.query):]
 
 
 def _ids(records) -> tuple[torch.Tensor, torch.Tensor]:

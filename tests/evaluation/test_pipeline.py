@@ -52,9 +52,16 @@ def mirror(tmp_path, monkeypatch) -> Path:
     return folder
 
 
-def test_evaluate_equals_the_steps_done_by_hand(data_root, mirror):
+def test_evaluate_equals_the_steps_done_by_hand(data_root, mirror, monkeypatch):
+    from modelzoo.evaluation import features
+
     model = modelzoo.get(MODEL, "market1501", device="cpu", progress=False)
+    prepared = []
+    real_prepare = features.prepare_model
+    monkeypatch.setattr(features, "prepare_model", lambda *a, **k: prepared.append(a) or real_prepare(*a, **k))
     result = modelzoo.evaluate(model, "market", data_root, device="cpu", num_workers=0, progress=False)
+    assert len(prepared) == 1  # query and gallery in one pass: the model is folded and moved once
+    monkeypatch.undo()
     split = read_dataset("market1501", data_root)
     transform = modelzoo.transforms(MODEL)
     qf = extract_features(model, [r.path for r in split.query], transform, num_workers=0, progress=False)
