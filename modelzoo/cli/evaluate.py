@@ -55,10 +55,12 @@ def _evaluation_kwargs(args: argparse.Namespace) -> dict:
 def run_eval(args: argparse.Namespace) -> int:
     import json
 
+    from modelzoo.evaluation.distributed import is_main_process
     from modelzoo.evaluation.pipeline import evaluate
 
     result = evaluate(args.name, args.dataset, args.data_root, **_evaluation_kwargs(args))
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
+    if is_main_process():  # under torchrun every rank has the result; rank 0 prints it
+        print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
     return 0
 
 

@@ -128,6 +128,21 @@ def extract_features_distributed(
     return _gather_in_order(local, counts, width, dst)
 
 
+def rank_device(device: str | torch.device | None = None) -> torch.device:
+    """Where this process computes: ``device``; None: under ``torchrun``, GPU ``LOCAL_RANK`` when
+    CUDA is available (else the CPU), and outside it CUDA when available, else the CPU."""
+    env = config.distributed_env()
+    return _rank_device(device, env.local_rank if env is not None else 0)
+
+
+def is_main_process() -> bool:
+    """True outside ``torchrun`` and on its rank 0: the process that prints and writes reports."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    env = config.distributed_env()
+    return env is None or env.rank == 0
+
+
 def _local_rank(rank: int) -> int:
     """This process's index on its node: torchrun's LOCAL_RANK, else (a group set up by hand) the rank."""
     env = config.distributed_env()

@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from modelzoo.devices import resolve_device
 from modelzoo.errors import UnknownDatasetError
 
 logger = logging.getLogger(__name__)
@@ -83,10 +82,16 @@ def evaluate(
         max_rank: length of the CMC curve.
         precision: "fp32" (published setting) or opt-in "bf16"/"fp16".
         progress: progress bars on a terminal.
+
+    Under ``torchrun`` every rank calls this alike: the images are split
+    across the ranks (each on GPU ``LOCAL_RANK``, or the CPU), the features
+    gathered in order, and every rank returns the same result.
     """
     from modelzoo import datasets, manifest
+    from modelzoo.evaluation.distributed import rank_device
 
     dataset = manifest.normalize_dataset(dataset)
+    device = rank_device(device)  # under torchrun: this rank's GPU
     model = _resolve_model(model_or_name, dataset, device)
     checkpoint = getattr(model, "modelzoo_checkpoint", None)
     metric = metric or (checkpoint.distance if checkpoint else "euclidean")
@@ -108,7 +113,8 @@ def evaluate(
             "max_rank": max_rank,
             "batch_size": batch_size,
             "precision": precision,
-            "device": str(resolve_device(device)),
+            "device": str(device),
+            "processes": world_size(),
             "data_root": str(split.root),
             "dataset_variant": getattr(split, "variant", dataset),
             "torch": torch.__version__,
@@ -134,13 +140,26 @@ def _resolve_model(model_or_name: nn.Module | str, dataset: str, device) -> nn.M
     return hub.get(name, device=device)
 
 
+def world_size() -> int:
+    """Processes of this ``torchrun`` launch (1 outside one)."""
+    from modelzoo import config
+
+    env = config.distributed_env()
+    return env.world_size if env is not None else 1
+
+
 def _features(model, split, device, batch_size, num_workers, precision, progress):
-    """Query and gallery features from one extraction pass (one BatchNorm fold, one loader)."""
-    from modelzoo.evaluation.features import extract_features
+    """Query and gallery features from one extraction pass (one BatchNorm fold, one loader).
+
+    Under ``torchrun`` the images are split across the ranks and every rank
+    gets all the features, in order (:mod:`modelzoo.evaluation.distributed`).
+    """
+    from modelzoo.evaluation.distributed import extract_features_distributed
 
     paths = [r.path for r in split.query] + [r.path for r in split.gallery]
-    features = extract_features(model, paths, batch_size=batch_size, num_workers=num_workers, device=device,
-                                precision=precision, progress=progress, description="query + gallery")
+    features = extract_features_distributed(
+        model, paths, batch_size=batch_size, num_workers=num_workers, device=device, precision=precision,
+        progress=progress, description="query + gallery")
     return features[: len(split.query)], features[len(split.query):]
 
 

@@ -107,8 +107,17 @@ def verify(
 
     A checkpoint that cannot be fetched or a dataset that cannot be read makes
     its row fail with the error's message; the other rows still run.
+
+    Raises:
+        ModelZooError: nothing to verify, or called under ``torchrun`` with
+            several ranks (a row failing on one rank only would leave the
+            ranks in different rows' collectives: use ``evaluate`` per row).
     """
-    from modelzoo.evaluation.pipeline import evaluate
+    from modelzoo.evaluation.pipeline import evaluate, world_size
+
+    if world_size() > 1:
+        raise ModelZooError("`modelzoo verify` runs in one process; under torchrun, run "
+                            "`modelzoo eval NAME DATASET --json` for each checkpoint instead")
 
     pairs = planned_rows(names, datasets)
     if not pairs:

@@ -189,3 +189,36 @@ def test_demo_runs_from_a_fresh_cache_with_only_its_loopback_server(tmp_path):
     assert "SYNTHETIC DATA" in report["note"] and report["rows"][0]["measured"]["num_query"] > 0
     assert (tmp_path / "cache" / "checkpoints" / MODEL).is_dir()
     assert run_demo(workdir=tmp_path, say=lines.append) == 0  # a second run in the same folder works too
+
+
+def test_eval_under_torchrun_splits_the_images_and_prints_the_single_process_result(data_root, mirror, tmp_path):
+    """Two CPU ranks (gloo): the features are split and gathered, rank 0 alone prints, same numbers."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+               "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "modelzoo", "eval", MODEL, "market",
+               "--data-root", str(data_root), "--device", "cpu", "--workers", "0", "--no-progress", "--json"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, f"torchrun failed:\n{done.stdout}\n{done.stderr}"
+    printed = json.loads(done.stdout)  # one JSON document: rank 1 printed nothing
+    assert printed["settings"]["processes"] == 2
+
+    alone = modelzoo.evaluate(MODEL, "market", data_root, device="cpu", num_workers=0, progress=False)
+    assert alone.settings["processes"] == 1
+    for key in ("rank1", "rank5", "mAP", "mINP", "num_query", "num_gallery", "num_valid_queries"):
+        assert printed[key] == pytest.approx(getattr(alone, key), abs=1e-6), key
+
+
+def test_verify_under_torchrun_says_to_use_eval(data_root, monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["verify", f"{MODEL}.market1501", "--data-root", str(data_root), "--no-progress"]) == 1
+    assert "under torchrun, run `modelzoo eval" in capsys.readouterr().err
