@@ -24,6 +24,7 @@ _EXPORTS = {
     "list_models": "modelzoo.manifest",
     "download": "modelzoo.fetch",
     "evaluate": "modelzoo.evaluation.pipeline",
+    "FeatureExtractor": "modelzoo.extractor",
     "LoadReport": "modelzoo.loading",
 }
 

@@ -1,0 +1,159 @@
+"""``FeatureExtractor``: embeddings of in-memory person crops, for tracking pipelines.
+
+A tracker holds its detections as arrays cut from a video frame, usually
+decoded by OpenCV and therefore BGR.  torchreid's extractor takes them as
+they are and silently treats BGR as RGB (user-pain row 14), and leaves
+device, reduced precision and batching to the caller (row 19).  Here a NumPy
+image must say its channel order (``color="bgr"`` or ``"rgb"``); every image
+then goes through the checkpoint's exact eval transform (the one
+``evaluate`` uses, so the features are those the published numbers were
+measured with), in batches, on the chosen device and precision.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from modelzoo.devices import resolve_device
+
+COLORS = ("rgb", "bgr")
+
+
+class FeatureExtractor:
+    """Embeddings of person crops held in memory (NumPy arrays, PIL images) or on disk.
+
+    >>> extractor = modelzoo.FeatureExtractor("osnet_x1_0", "msmt17", device="cuda")  # doctest: +SKIP
+    >>> features = extractor(crops, color="bgr")   # OpenCV crops -> (N, 512) float32  # doctest: +SKIP
+
+    Args:
+        model: a zoo name (``"osnet_x1_0"``, ``"osnet_x1_0.msmt17"``), loaded
+            with :func:`modelzoo.get` (strictly: never random weights), or a
+            model from ``get``/``build`` (its attached transform is used).
+        dataset: the checkpoint, when ``model`` is a name.
+        device: where the network runs (None: CUDA when available, else CPU).
+        precision: ``"fp32"`` (default), or ``"fp16"`` (CUDA) / ``"bf16"``
+            autocast; features are returned as float32 either way.
+        batch_size: crops per forward pass.
+        normalize: L2-normalise each feature (for cosine distances).
+        fold_bn: fold BatchNorm into the convolutions of a copy of the network
+            (float rounding differences only; the given model is untouched).
+
+    Raises:
+        ValueError: an unknown precision, fp16 without CUDA, a batch size
+            below 1, or a model without an attached transform.
+    """
+
+    def __init__(
+        self,
+        model: str | nn.Module,
+        dataset: str | None = None,
+        *,
+        device: str | torch.device | None = None,
+        precision: str = "fp32",
+        batch_size: int = 64,
+        normalize: bool = False,
+        fold_bn: bool = True,
+    ) -> None:
+        from modelzoo.evaluation.features import autocast_context, prepare_model, use_channels_last
+
+        self.device = resolve_device(device)
+        autocast_context(self.device, precision)  # checks the precision before anything is loaded
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number, at least 1; got {batch_size!r}")
+        if isinstance(model, str):
+            from modelzoo.hub import get
+
+            model = get(model, dataset, device="cpu")
+        self.transform = getattr(model, "modelzoo_transform", None)
+        if self.transform is None:
+            raise ValueError("the model has no attached transform: build it with modelzoo.get or "
+                             "modelzoo.build, or set model.modelzoo_transform = modelzoo.transforms(name)")
+        record = getattr(model, "modelzoo_record", None)
+        self.feature_dim = record.feature_dim if record is not None else None
+        self.precision, self.batch_size, self.normalize = precision, batch_size, normalize
+        self._channels_last = use_channels_last(self.device, precision)
+        self._network = prepare_model(model, self.device, channels_last=self._channels_last, fold=fold_bn)
+
+    def __call__(self, images: Any, *, color: str | None = None) -> torch.Tensor:
+        """Features of ``images``: a float32 ``(N, D)`` CPU tensor, rows in input order.
+
+        Args:
+            images: one image or a sequence of them: ``HxWx3`` uint8 NumPy
+                arrays (``HxW`` grayscale too), PIL images, or file paths.
+            color: the channel order of NumPy images: ``"bgr"`` for OpenCV
+                (``cv2.imread``, video frames), ``"rgb"`` otherwise.  Required
+                when a NumPy image is given; PIL images and files are RGB.
+
+        Raises:
+            ValueError: a NumPy image without ``color``, of another dtype or
+                shape, or an unsupported kind of input.
+        """
+        from modelzoo.evaluation.features import autocast_context
+
+        if color is not None and color not in COLORS:
+            raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
+        batch = _as_sequence(images)
+        if not batch:
+            return torch.empty(0, self.feature_dim or 0)
+        memory_format = torch.channels_last if self._channels_last else torch.contiguous_format
+        chunks = []
+        with torch.inference_mode(), autocast_context(self.device, self.precision):
+            for start in range(0, len(batch), self.batch_size):
+                pixels = torch.stack([self.transform(_as_pil(image, color))
+                                      for image in batch[start:start + self.batch_size]])
+                pixels = pixels.to(self.device, non_blocking=True, memory_format=memory_format)
+                chunks.append(self._network(pixels).float().cpu())
+        features = torch.cat(chunks)
+        return F.normalize(features, dim=1) if self.normalize else features
+
+
+def _as_sequence(images: Any) -> list:
+    """A list of images from one image or a sequence of them."""
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return list(images)  # a stack of equally sized crops
+    if isinstance(images, (np.ndarray, str, os.PathLike)) or hasattr(images, "getbands"):
+        return [images]
+    if isinstance(images, torch.Tensor):
+        raise ValueError("tensors are not taken: pass HxWx3 uint8 NumPy arrays, PIL images or paths "
+                         "(for an already preprocessed batch, call the model itself)")
+    if isinstance(images, Sequence):
+        return list(images)
+    raise ValueError(f"expected an image or a sequence of images, got {type(images).__name__}")
+
+
+def _as_pil(image: Any, color: str | None) -> Any:
+    """A PIL image in RGB order."""
+    from PIL import Image
+
+    if hasattr(image, "getbands"):
+        return image
+    if isinstance(image, (str, os.PathLike)):
+        with Image.open(image) as opened:
+            return opened.convert("RGB")
+    if isinstance(image, np.ndarray):
+        return _pil_from_array(image, color)
+    raise ValueError(f"cannot read an image from {type(image).__name__}: pass a NumPy array, PIL image or path")
+
+
+def _pil_from_array(array: np.ndarray, color: str | None) -> Any:
+    from PIL import Image
+
+    if array.dtype != np.uint8:
+        raise ValueError(f"NumPy images must be uint8 (0-255), got {array.dtype}; "
+                         "convert with (array * 255).round().astype(np.uint8) if it holds 0-1 floats")
+    if array.ndim == 2:
+        return Image.fromarray(array).convert("RGB")
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"NumPy images must be HxWx3 (or HxW), got shape {array.shape}")
+    if color is None:
+        raise ValueError("say the channel order of NumPy images: color='bgr' for OpenCV images and video "
+                         "frames, color='rgb' otherwise (a wrong order silently costs accuracy)")
+    if color == "bgr":
+        array = array[..., ::-1]
+    return Image.fromarray(np.ascontiguousarray(array))

@@ -1,0 +1,120 @@
+"""modelzoo.FeatureExtractor: in-memory crops (OpenCV BGR arrays, PIL, paths) to features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import modelzoo
+from modelzoo.evaluation.features import extract_features
+from test_fast_loading import mirror, published  # noqa: F401 - fixture
+
+NAME, DATASET = "osnet_x0_25", "market1501"
+DIM = modelzoo.info(NAME).feature_dim  # 512
+
+
+def crops(count: int = 5, seed: int = 0) -> list[np.ndarray]:
+    """RGB uint8 crops of person-like sizes, each with its own content."""
+    rng = np.random.default_rng(seed)
+    sizes = ((128, 64), (96, 40), (256, 128), (70, 30))
+    return [rng.integers(0, 256, (*sizes[i % 4], 3), dtype=np.uint8) for i in range(count)]
+
+
+@pytest.fixture
+def model(mirror):
+    published(NAME, DATASET, mirror)
+    return modelzoo.get(NAME, DATASET, device="cpu", progress=False)
+
+
+def test_bgr_arrays_rgb_arrays_pil_images_and_files_give_the_same_features(model, tmp_path):
+    extractor = modelzoo.FeatureExtractor(model, device="cpu", batch_size=2)
+    rgb = crops()
+    from_rgb = extractor(rgb, color="rgb")
+    assert from_rgb.shape == (5, DIM) and from_rgb.dtype == torch.float32
+    from_bgr = extractor([image[..., ::-1] for image in rgb], color="bgr")  # what cv2.imread gives
+    torch.testing.assert_close(from_bgr, from_rgb, rtol=0, atol=0)
+    torch.testing.assert_close(extractor([Image.fromarray(image) for image in rgb]), from_rgb, rtol=0, atol=0)
+    paths = []
+    for index, image in enumerate(rgb):
+        paths.append(tmp_path / f"{index}.png")
+        Image.fromarray(image).save(paths[-1])
+    torch.testing.assert_close(extractor(paths), from_rgb, rtol=0, atol=0)
+    # the channel order matters: treating BGR as RGB changes the features (user-pain row 14)
+    assert not torch.allclose(extractor(rgb, color="bgr"), from_rgb)
+
+
+def test_equals_the_evaluation_pipeline_on_the_same_files(model, tmp_path):
+    paths = []
+    for index, image in enumerate(crops(7, seed=3)):
+        paths.append(str(tmp_path / f"{index}.png"))
+        Image.fromarray(image).save(paths[-1])
+    expected = extract_features(model, paths, device="cpu", num_workers=0, progress=False)
+    got = modelzoo.FeatureExtractor(model, device="cpu", batch_size=3)(paths)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_one_image_a_stack_and_no_image(model):
+    extractor = modelzoo.FeatureExtractor(model, device="cpu")
+    image = crops(1)[0]
+    one = extractor(image, color="rgb")
+    assert one.shape == (1, DIM)
+    stack = np.stack([image, image[::-1]])  # (N, H, W, 3), e.g. crops resized by the tracker
+    assert extractor(stack, color="rgb").shape == (2, DIM)
+    torch.testing.assert_close(extractor(stack, color="rgb")[:1], one, rtol=1e-5, atol=1e-6)  # batch of 2 vs 1
+    assert extractor([]).shape == (0, DIM)  # a frame without detections
+
+
+def test_normalize_gives_unit_features(model):
+    features = modelzoo.FeatureExtractor(model, device="cpu", normalize=True)(crops(), color="rgb")
+    torch.testing.assert_close(features.norm(dim=1), torch.ones(5))
+
+
+def test_by_name_loads_the_trained_checkpoint_strictly(mirror):
+    reference, _ = published(NAME, DATASET, mirror)
+    extractor = modelzoo.FeatureExtractor(f"{NAME}.{DATASET}", device="cpu", fold_bn=False)
+    image = crops(1)[0]
+    pixels = modelzoo.transforms(NAME, DATASET)(Image.fromarray(image)).unsqueeze(0)
+    with torch.no_grad():
+        expected = reference(pixels)
+    torch.testing.assert_close(extractor(image, color="rgb"), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_missing_weights_are_an_error_not_random_features(mirror):
+    with pytest.raises((modelzoo.errors.DownloadError, modelzoo.errors.NotCachedError), match="modelzoo import"):
+        modelzoo.FeatureExtractor(NAME, DATASET, device="cpu")
+
+
+@pytest.mark.parametrize("images, color, message", [
+    (crops(1), None, "color='bgr'"),
+    ([crops(1)[0].astype(np.float32)], "rgb", "uint8"),
+    ([np.zeros((10, 10, 4), np.uint8)], "rgb", "HxWx3"),
+    ([torch.zeros(3, 10, 10)], "rgb", "cannot read"),
+    (torch.zeros(1, 3, 10, 10), "rgb", "tensors are not taken"),
+    (crops(1), "hsv", "color must be"),
+    (42, "rgb", "expected an image"),
+])
+def test_bad_input_says_what_to_do(model, images, color, message):
+    extractor = modelzoo.FeatureExtractor(model, device="cpu")
+    with pytest.raises(ValueError, match=message):
+        extractor(images, color=color)
+
+
+def test_bad_settings_are_refused_before_loading(model):
+    with pytest.raises(ValueError, match="fp16"):
+        modelzoo.FeatureExtractor(model, device="cpu", precision="fp16")
+    with pytest.raises(ValueError, match="batch_size"):
+        modelzoo.FeatureExtractor(model, device="cpu", batch_size=0)
+    with pytest.raises(ValueError, match="transform"):
+        modelzoo.FeatureExtractor(torch.nn.Linear(2, 2), device="cpu")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_runs_on_cuda_and_returns_cpu_float32(model, precision):
+    on_cpu = modelzoo.FeatureExtractor(model, device="cpu")(crops(), color="rgb")
+    on_gpu = modelzoo.FeatureExtractor(model, device="cuda", precision=precision)(crops(), color="rgb")
+    assert on_gpu.device.type == "cpu" and on_gpu.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(on_gpu, on_cpu).min() >= 0.999
