@@ -18,7 +18,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet $(TORCH_SPEC)
-	$(VENV)/bin/python -m pip install --quiet -e '.[test,plot]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[test,plot,export]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from modelzoo.errors import ModelZooError
 
-COMMAND_MODULES = ("zoo", "fetch", "evaluate")
+COMMAND_MODULES = ("zoo", "fetch", "evaluate", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
