@@ -76,11 +76,45 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         CheckpointFormatError: an HTML page, an archive, a truncated or
             corrupted file, or something that is not a state dict.
     """
+    return read_checkpoint(path)[0]
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """:func:`read_state_dict`, plus the training fields the file stores beside the weights.
+
+    torchreid's engine saves ``epoch`` and ``rank1`` with the weights.  That
+    ``rank1`` is what its training loop measured at that epoch, **not** the
+    published test figure (the QMUL ResNet-50 MSMT17 file stores 0.474
+    against 63.2 published, #309): it is kept for display only, as strings
+    (``{"stored_epoch": "59", "stored_rank1": "0.474"}``), and never used
+    for verification.
+
+    Raises:
+        As :func:`read_state_dict`.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
     _reject_non_checkpoints(path)
-    return canonical_state_dict(_load_weights_only(path), path)
+    obj = _load_weights_only(path)
+    return canonical_state_dict(obj, path), training_fields(obj)
+
+
+def training_fields(obj: Any) -> dict[str, str]:
+    """``epoch`` and ``rank1`` of a training dict, as ``stored_*`` strings (numbers only)."""
+    if not isinstance(obj, Mapping):
+        return {}
+    fields = {}
+    for key in ("epoch", "rank1"):
+        value = obj.get(key)
+        if hasattr(value, "item"):  # a NumPy scalar or a one-element tensor
+            try:
+                value = value.item()
+            except (ValueError, RuntimeError):  # several elements: not a figure to show
+                continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            fields[f"stored_{key}"] = repr(value)
+    return fields
 
 
 def _reject_non_checkpoints(path: Path) -> None:
@@ -229,9 +263,12 @@ def _stamp(weights_path: Path) -> dict[str, str]:
     }
 
 
-def save_state_dict_copy(weights_path: Path, state_dict: Mapping[str, torch.Tensor], name: str = "") -> Path | None:
+def save_state_dict_copy(
+    weights_path: Path, state_dict: Mapping[str, torch.Tensor], name: str = "", fields: Mapping[str, str] | None = None
+) -> Path | None:
     """Store ``state_dict`` as safetensors beside ``weights_path`` (temp file + ``os.replace``).
 
+    ``fields`` (from :func:`read_checkpoint`) are kept in the copy's metadata.
     Returns the path, or None when the tensors cannot be stored as
     safetensors (the copy is an optimisation; loading still works).
     """
@@ -240,7 +277,8 @@ def save_state_dict_copy(weights_path: Path, state_dict: Mapping[str, torch.Tens
     target = safetensors_path(weights_path)
     tensors = _storable(state_dict)
     # safetensors sorts its tensors by name; the original order is kept for display and diffs
-    metadata = {"format": "pt", "checkpoint": name, "order": json.dumps(list(tensors)), **_stamp(weights_path)}
+    metadata = {"format": "pt", "checkpoint": name, "order": json.dumps(list(tensors)), **(fields or {}),
+                **_stamp(weights_path)}
     # a name unique to this process, created with the usual permissions (the cache may be shared)
     temp = target.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(4)}-{target.name}")
     try:
@@ -363,6 +401,31 @@ def load_cached_state_dict(checkpoint: Checkpoint | None, weights_path: str | os
     state = _read_copy(weights_path)
     if state is not None:
         return state
-    state = read_state_dict(weights_path)
-    save_state_dict_copy(weights_path, state, checkpoint.name if checkpoint else "")
+    state, fields = read_checkpoint(weights_path)
+    save_state_dict_copy(weights_path, state, checkpoint.name if checkpoint else "", fields)
     return state
+
+
+def stored_training_record(weights_path: str | os.PathLike) -> dict[str, int | float]:
+    """The ``epoch`` and ``rank1`` the original file stored, from its safetensors copy's header.
+
+    Empty when the file stored none (bare state dicts) or has no current
+    copy.  See :func:`read_checkpoint`: the stored ``rank1`` is what
+    torchreid's training loop measured, not the published figure.
+    """
+    from modelzoo.safetensors_reader import SafetensorsFile, SafetensorsFormatError
+
+    copy = safetensors_path(Path(weights_path))
+    if not _SAFETENSORS_CACHE or not copy.is_file():
+        return {}
+    try:
+        with SafetensorsFile.open(copy) as reader:
+            metadata = dict(reader.metadata)
+    except (OSError, SafetensorsFormatError):
+        return {}
+    record = {}
+    for key, value in metadata.items():
+        if key.startswith("stored_"):
+            with contextlib.suppress(ValueError):
+                record[key[len("stored_"):]] = int(value) if value.lstrip("-").isdigit() else float(value)
+    return record

@@ -2,8 +2,10 @@
 
 The returned model carries its manifest record (``model.modelzoo_record``),
 its checkpoint (``model.modelzoo_checkpoint``, None without weights), the eval
-transform (``model.modelzoo_transform``) and the :class:`LoadReport`
-(``model.load_report``).
+transform (``model.modelzoo_transform``), the :class:`LoadReport`
+(``model.load_report``) and what the file stored from training
+(``model.modelzoo_training_record``, e.g. ``{"epoch": 59, "rank1": 0.474}``;
+that rank1 is the training loop's, not the published figure).
 
 With weights, the network is built on the meta device, without initialising
 tensors that the checkpoint overwrites at once (for ResNet-50 random
@@ -93,6 +95,8 @@ def get(
     else:
         model, report = build(record.name, num_classes=wanted_classes), None
     model.modelzoo_checkpoint = checkpoint if pretrained else None
+    if not pretrained:
+        model.modelzoo_training_record = {}
     model.modelzoo_transform = build_transform(checkpoint.preprocessing)
     model.load_report = report
     model.eval()
@@ -167,6 +171,32 @@ def _pretrained(
     path = fetch.download(checkpoint, progress=progress)
     state = load_cached_state_dict(checkpoint, path)
     what = f"checkpoint {checkpoint.name} ({path.name})"
+    model, report = _load_built(record, checkpoint, wanted_classes, state, what)
+    model.modelzoo_training_record = _training_record(checkpoint, path)
+    return model, report
+
+
+def _training_record(checkpoint: manifest.Checkpoint, path: Any) -> dict[str, int | float]:
+    """What the file stores from training (epoch, rank1), with a word on why rank1 is not the zoo's."""
+    from modelzoo.checkpoint import stored_training_record
+
+    record = stored_training_record(path)
+    if "rank1" in record and checkpoint.rank1 is not None:
+        logger.info(
+            "%s also stores rank1=%s (epoch %s) from torchreid's training loop; that is not the published "
+            "Rank-1 (%.1f), which `modelzoo verify` measures", checkpoint.name, record["rank1"],
+            record.get("epoch", "?"), checkpoint.rank1)
+    return record
+
+
+def _load_built(
+    record: manifest.ModelRecord,
+    checkpoint: manifest.Checkpoint,
+    wanted_classes: int,
+    state: dict[str, torch.Tensor],
+    what: str,
+) -> tuple[nn.Module, LoadReport]:
+    """The architecture holding ``state``: adopted on the meta device where possible."""
     if wanted_classes != checkpoint.num_classes:  # a new classifier needs its initial values
         model = build(record.name, num_classes=wanted_classes)
         return model, load_strict(model, state, drop=record.classifier_keys, what=what, assign=True)

@@ -139,3 +139,33 @@ def test_a_read_failing_half_way_says_to_load_again(mirror, monkeypatch):
 
 def test_is_exported_lazily():
     assert "load_weights" in dir(modelzoo)
+
+
+# --------------------------------------------------------------------------
+# The training fields a torchreid file stores beside its weights (user-pain row 16)
+
+
+@pytest.mark.parametrize("vintage, expected", [
+    ("py2", {"epoch": 60, "rank1": 0.474}),  # the QMUL-era dict (#309: 0.474 stored, 63.2 published)
+    ("torchreid-dict", {"epoch": 60, "rank1": 0.908}),
+    ("bare", {}),  # the Drive files hold weights only
+])
+def test_get_shows_the_stored_training_record_and_says_it_is_not_the_zoo_figure(vintage, expected, mirror, caplog):
+    import logging
+    import zipfile
+
+    from ckptgen import write_for_checkpoint
+
+    checkpoint = manifest.resolve_checkpoint(NAME, DATASET)
+    state = fresh_model().state_dict()
+    write_for_checkpoint(checkpoint, mirror, state, vintage=vintage, compression=zipfile.ZIP_STORED)
+    with caplog.at_level(logging.INFO, logger="modelzoo.hub"):
+        cold = modelzoo.get(NAME, DATASET, device="cpu", progress=False)
+    warm = modelzoo.get(NAME, DATASET, device="cpu", progress=False)  # from the safetensors copy's header
+    assert cold.modelzoo_training_record == warm.modelzoo_training_record == expected
+    said = [r.getMessage() for r in caplog.records if "training loop" in r.getMessage()]
+    if expected:
+        assert said and f"rank1={expected['rank1']}" in said[0] and f"({checkpoint.rank1:.1f})" in said[0]
+    else:
+        assert not said
+    assert modelzoo.get(NAME, DATASET, pretrained=False, device="cpu").modelzoo_training_record == {}

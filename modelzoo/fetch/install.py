@@ -126,7 +126,7 @@ def install(checkpoint: Checkpoint, served: ServedFile, folder: Path) -> Path:
         ChecksumError, ArchiveError, CheckpointFormatError,
         UnsafeCheckpointError: the file is refused; nothing was cached.
     """
-    from modelzoo.checkpoint import read_state_dict, save_state_dict_copy
+    from modelzoo.checkpoint import read_checkpoint, save_state_dict_copy
 
     info = _inspect(checkpoint, served)
     trusted = cache.read_hashes(folder)
@@ -138,14 +138,14 @@ def install(checkpoint: Checkpoint, served: ServedFile, folder: Path) -> Path:
         else:
             weights, weights_name, weights_sha = served.path, _bare_name(checkpoint, served.name_hint), info.sha256
         origin = _check_weights(checkpoint, info, weights_sha, trusted)
-        state = read_state_dict(weights)
+        state, fields = read_checkpoint(weights)
         target = folder / weights_name
         os.replace(weights, target)
     finally:
         if extract_dir is not None:
             archive.remove_tree(extract_dir)
     _record(checkpoint, folder, target, served, info, weights_sha, origin, trusted)
-    save_state_dict_copy(target, state, checkpoint.name)
+    save_state_dict_copy(target, state, checkpoint.name, fields)
     logger.info("cached %s at %s (sha256 %s, from %s)", checkpoint.name, target, weights_sha, served.source)
     return target
 
