@@ -13,6 +13,9 @@ weights from ``modelzoo.build`` after ``torch.manual_seed``), on the CPU:
 * **ours bf16** -- ``precision="bf16"``.  On a CPU without native bf16
   (``avx512_bf16``/AMX) it is emulated and very slow, so it then runs on the
   first ``--bf16-images`` images only (the table says how many).
+* with ``--crops``: the tracker's case, images already in memory as uint8
+  RGB arrays (decoded before timing): torchreid's FeatureExtractor fed the
+  arrays in chunks of 64, against ``modelzoo.FeatureExtractor``;
 * with ``--ablation``: ours with one optimisation turned off at a time
   (BatchNorm folding, channels-last, decoding workers), to show where the
   time goes.
@@ -29,6 +32,7 @@ Usage::
 
     python benchmarks/bench_extract.py                      # resnet50 and osnet_x1_0, 512 images
     python benchmarks/bench_extract.py --models osnet_x1_0 --images 256 --rounds 3 --ablation
+    python benchmarks/bench_extract.py --crops --images 256 --rounds 3
 """
 
 from __future__ import annotations
@@ -142,6 +146,39 @@ def torchreid_method(name: str, model: torch.nn.Module, images: int) -> Method:
     return Method("torchreid FeatureExtractor (chunks of 64)", run, images)
 
 
+def decoded(paths: list[str]) -> dict[str, np.ndarray]:
+    """Every image as a uint8 RGB array (what a tracker holds after cropping a frame)."""
+    from PIL import Image
+
+    arrays = {}
+    for path in paths:
+        with Image.open(path) as image:
+            arrays[path] = np.asarray(image.convert("RGB"))
+    return arrays
+
+
+def torchreid_crops_method(name: str, model: torch.nn.Module, arrays: dict[str, np.ndarray], images: int) -> Method:
+    """torchreid's FeatureExtractor fed in-memory RGB arrays, in chunks of 64."""
+    _STUB_MODEL[:] = [model]
+    extractor = torchreid_feature_extractor_class()(model_name=name, device="cpu", verbose=False)
+
+    def run(paths: list[str]) -> torch.Tensor:
+        crops = [arrays[path] for path in paths]
+        return torch.cat([extractor(crops[i : i + TORCHREID_CHUNK]) for i in range(0, len(crops), TORCHREID_CHUNK)])
+
+    return Method("torchreid FeatureExtractor, in-memory arrays (chunks of 64)", run, images)
+
+
+def ours_crops_method(model: torch.nn.Module, arrays: dict[str, np.ndarray], images: int) -> Method:
+    """``modelzoo.FeatureExtractor`` on the same in-memory RGB arrays."""
+    extractor = modelzoo.FeatureExtractor(model, device="cpu")
+
+    def run(paths: list[str]) -> torch.Tensor:
+        return extractor([arrays[path] for path in paths], color="rgb")
+
+    return Method("ours FeatureExtractor, in-memory arrays", run, images)
+
+
 def ours_method(label: str, model: torch.nn.Module, transform, images: int, **settings) -> Method:
     """``extract_features`` with ``settings``."""
 
@@ -151,7 +188,11 @@ def ours_method(label: str, model: torch.nn.Module, transform, images: int, **se
     return Method(label, run, images)
 
 
-def methods_for(name: str, model: torch.nn.Module, args: argparse.Namespace, count: int) -> list[Method]:
+def methods_for(name: str, model: torch.nn.Module, args: argparse.Namespace, paths: list[str]) -> list[Method]:
+    count = len(paths)
+    if args.crops:  # its own table: the reference is torchreid on the same arrays
+        arrays = decoded(paths)
+        return [torchreid_crops_method(name, model, arrays, count), ours_crops_method(model, arrays, count)]
     transform = modelzoo.transforms(name)
     bf16_images = count if cpu_has_native_bf16() else min(count, args.bf16_images)
     methods = [
@@ -252,6 +293,8 @@ def parse_args() -> argparse.Namespace:
         help="images for bf16 where the CPU has no native bf16 (emulated bf16 is very slow); 0 skips it",
     )
     parser.add_argument("--ablation", action="store_true", help="also time ours with one optimisation off")
+    parser.add_argument("--crops", action="store_true",
+                        help="instead: in-memory RGB arrays, torchreid's FeatureExtractor vs modelzoo.FeatureExtractor")
     return parser.parse_args()
 
 
@@ -264,7 +307,9 @@ def main() -> None:
         for name in args.models:
             torch.manual_seed(0)
             model = modelzoo.build(name, num_classes=751).eval()
-            methods = methods_for(name, model, args, len(paths))
+            model.modelzoo_transform = modelzoo.transforms(name)
+            model.modelzoo_record = modelzoo.info(name)
+            methods = methods_for(name, model, args, paths)
             print(f"{name}:", file=sys.stderr)
             measure(methods, paths, args.rounds)
             outputs.append(table(name, methods))
