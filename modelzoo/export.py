@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 import secrets
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,12 +124,10 @@ def _device(model: nn.Module) -> torch.device:
 
 def _export(model: nn.Module, path: Path, height: int, width: int) -> None:
     example = torch.randn(2, 3, height, width, generator=torch.Generator().manual_seed(0)).to(_device(model))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's own progress chatter
-        torch.onnx.export(
-            model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_shapes=({0: torch.export.Dim.DYNAMIC},), dynamo=True, external_data=False,
-        )
+    torch.onnx.export(  # verbose=False: no progress lines on stdout
+        model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+        dynamic_shapes=({0: torch.export.Dim.DYNAMIC},), dynamo=True, external_data=False, verbose=False,
+    )
 
 
 def _write_metadata(path: Path, model: nn.Module) -> None:
