@@ -72,7 +72,7 @@ class FeatureExtractor:
             model = get(model, dataset, device="cpu")
         self.transform = getattr(model, "modelzoo_transform", None)
         if self.transform is None:
-            raise ValueError("the model has no attached transform: build it with modelzoo.get or "
+            raise ValueError("the model has no attached transform: make it with modelzoo.get or "
                              "modelzoo.build, or set model.modelzoo_transform = modelzoo.transforms(name)")
         record = getattr(model, "modelzoo_record", None)
         self.feature_dim = record.feature_dim if record is not None else None

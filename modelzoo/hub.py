@@ -42,6 +42,10 @@ def build(name: str, num_classes: int | None = None, **kwargs: Any) -> nn.Module
         num_classes: size of the classifier; defaults to the model's first
             checkpoint's (751 for Market-1501).
         **kwargs: passed to the builder (e.g. ``loss='triplet'``).
+
+    The model carries its manifest record (``model.modelzoo_record``) and the
+    eval transform of its first checkpoint (``model.modelzoo_transform``), so
+    ``extract_features``, ``FeatureExtractor`` and ``evaluate`` take it as is.
     """
     from modelzoo.architectures import builders
 
@@ -50,6 +54,8 @@ def build(name: str, num_classes: int | None = None, **kwargs: Any) -> nn.Module
         num_classes = next(iter(record.checkpoints.values())).num_classes if record.checkpoints else 1000
     model = builders()[record.name](num_classes=num_classes, **kwargs)
     model.modelzoo_record = record
+    if record.checkpoints:
+        model.modelzoo_transform = build_transform(next(iter(record.checkpoints.values())).preprocessing)
     return model
 
 

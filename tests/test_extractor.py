@@ -118,3 +118,12 @@ def test_runs_on_cuda_and_returns_cpu_float32(model, precision):
     on_gpu = modelzoo.FeatureExtractor(model, device="cuda", precision=precision)(crops(), color="rgb")
     assert on_gpu.device.type == "cpu" and on_gpu.dtype == torch.float32
     assert torch.nn.functional.cosine_similarity(on_gpu, on_cpu).min() >= 0.999
+
+
+@pytest.mark.parametrize("name", modelzoo.list_models())
+def test_every_built_architecture_gives_features_of_its_published_width(name):
+    model = modelzoo.build(name, num_classes=10)  # build() attaches its checkpoint's eval transform
+    assert repr(model.modelzoo_transform) == repr(modelzoo.transforms(name))
+    features = modelzoo.FeatureExtractor(model, device="cpu")(crops(2), color="bgr")
+    assert features.shape == (2, modelzoo.info(name).feature_dim)
+    assert torch.isfinite(features).all()
