@@ -1,8 +1,18 @@
 """Architecture builders whose state dicts match torchreid's checkpoints exactly.
 
 Every builder has the signature ``builder(num_classes: int, loss: str = "softmax",
-**kwargs) -> nn.Module``.  The module it returns gives the embedding in eval
-mode and the logits in train mode, like torchreid's.
+**kwargs) -> nn.Module``:
+
+* ``num_classes``: the identities the classifier predicts;
+* ``loss``: ``"softmax"`` (train mode returns the logits) or ``"triplet"``
+  (train mode returns the logits and the embedding);
+* ``**kwargs``: torchreid's ``use_gpu`` and ``pretrained=False`` are accepted
+  and ignored.  ``pretrained=True`` raises TypeError (builders never load
+  weights, so nobody silently gets random ones: use ``modelzoo.get``), and so
+  does any other argument.
+
+The module it returns is randomly initialised and gives the embedding in
+eval mode, like torchreid's.
 """
 
 from modelzoo.architectures._registry import Builder, builders, register

@@ -322,16 +322,10 @@ class HACNN(nn.Module):
 
 @register("hacnn")
 def hacnn(num_classes: int, loss: str = "softmax", **kwargs: Any) -> nn.Module:
-    """HA-CNN (1024-d embedding, 160x64 input), randomly initialised.
+    """HA-CNN (1024-d embedding, 160x64 input; its global and local classifiers both predict ``num_classes``).
 
-    Args:
-        num_classes: Identities of both classifiers.
-        loss: ``"softmax"`` or ``"triplet"``; decides what train mode returns.
-        **kwargs: torchreid's ``use_gpu`` and ``pretrained=False`` are accepted;
-            ``pretrained=True`` raises TypeError (builders never load weights).
-
-    Returns:
-        The network; eval mode returns the embedding.
+    A builder: arguments, errors and result as described in
+    :mod:`modelzoo.architectures`.
     """
     check_builder_kwargs("hacnn", kwargs)
     return HACNN(num_classes, loss)

@@ -157,14 +157,8 @@ class MLFN(ReIDModel):
 def mlfn(num_classes: int, loss: str = "softmax", **kwargs: Any) -> nn.Module:
     """MLFN (1024-d embedding), randomly initialised.
 
-    Args:
-        num_classes: Identities of the classifier.
-        loss: ``"softmax"`` or ``"triplet"``; decides what train mode returns.
-        **kwargs: torchreid's ``use_gpu`` and ``pretrained=False`` are accepted;
-            ``pretrained=True`` raises TypeError (builders never load weights).
-
-    Returns:
-        The network; eval mode returns the embedding.
+    A builder: arguments, errors and result as described in
+    :mod:`modelzoo.architectures`.
     """
     check_builder_kwargs("mlfn", kwargs)
     return MLFN(num_classes, loss)

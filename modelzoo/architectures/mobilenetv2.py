@@ -116,14 +116,8 @@ def _mobilenetv2(width: float, num_classes: int, loss: str) -> nn.Module:
 def mobilenetv2_1dot0(num_classes: int, loss: str = "softmax", **kwargs) -> nn.Module:
     """MobileNetV2 x1.0 (torchreid's ``mobilenetv2_x1_0``) with a 1280-d embedding.
 
-    Args:
-        num_classes: Identities the classifier predicts.
-        loss: ``"softmax"`` (train mode returns logits) or ``"triplet"`` (logits, embedding).
-        **kwargs: torchreid's ``use_gpu`` and ``pretrained=False`` are accepted;
-            ``pretrained=True`` raises TypeError (builders never load weights).
-
-    Returns:
-        The model, randomly initialised.
+    A builder: arguments, errors and result as described in
+    :mod:`modelzoo.architectures`.
     """
     check_builder_kwargs("mobilenetv2_1dot0", kwargs)
     return _mobilenetv2(1.0, num_classes, loss)
@@ -133,14 +127,8 @@ def mobilenetv2_1dot0(num_classes: int, loss: str = "softmax", **kwargs) -> nn.M
 def mobilenetv2_1dot4(num_classes: int, loss: str = "softmax", **kwargs) -> nn.Module:
     """MobileNetV2 x1.4 (torchreid's ``mobilenetv2_x1_4``) with a 1792-d embedding.
 
-    Args:
-        num_classes: Identities the classifier predicts.
-        loss: ``"softmax"`` (train mode returns logits) or ``"triplet"`` (logits, embedding).
-        **kwargs: torchreid's ``use_gpu`` and ``pretrained=False`` are accepted;
-            ``pretrained=True`` raises TypeError (builders never load weights).
-
-    Returns:
-        The model, randomly initialised.
+    A builder: arguments, errors and result as described in
+    :mod:`modelzoo.architectures`.
     """
     check_builder_kwargs("mobilenetv2_1dot4", kwargs)
     return _mobilenetv2(1.4, num_classes, loss)

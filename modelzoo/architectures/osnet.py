@@ -86,14 +86,8 @@ def _build_osnet(
 def osnet_x1_0(num_classes: int, loss: str = "softmax", **kwargs: Any) -> nn.Module:
     """OSNet at full width (512-d embedding), randomly initialised.
 
-    Args:
-        num_classes: Identities of the classifier.
-        loss: ``"softmax"`` or ``"triplet"``; decides what train mode returns.
-        **kwargs: torchreid's ``use_gpu`` and ``pretrained=False`` are accepted;
-            ``pretrained=True`` raises TypeError (builders never load weights).
-
-    Returns:
-        The network; eval mode returns the embedding.
+    A builder: arguments, errors and result as described in
+    :mod:`modelzoo.architectures`.
     """
     return _build_osnet("osnet_x1_0", num_classes, loss, kwargs, "x1_0")
 

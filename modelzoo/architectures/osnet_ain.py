@@ -98,14 +98,8 @@ def _build_osnet_ain(name: str, num_classes: int, loss: str, options: Mapping[st
 def osnet_ain_x1_0(num_classes: int, loss: str = "softmax", **kwargs: Any) -> nn.Module:
     """OSNet-AIN at full width (512-d embedding), randomly initialised.
 
-    Args:
-        num_classes: Identities of the classifier.
-        loss: ``"softmax"`` or ``"triplet"``; decides what train mode returns.
-        **kwargs: torchreid's ``use_gpu`` and ``pretrained=False`` are accepted;
-            ``pretrained=True`` raises TypeError (builders never load weights).
-
-    Returns:
-        The network; eval mode returns the embedding.
+    A builder: arguments, errors and result as described in
+    :mod:`modelzoo.architectures`.
     """
     return _build_osnet_ain("osnet_ain_x1_0", num_classes, loss, kwargs, "x1_0")
 

@@ -93,14 +93,8 @@ def resnet50_stages(last_stride: int) -> OrderedDict[str, nn.Module]:
 def resnet50(num_classes: int, loss: str = "softmax", **kwargs) -> nn.Module:
     """ResNet-50 with a 2048-d embedding.
 
-    Args:
-        num_classes: Identities the classifier predicts.
-        loss: ``"softmax"`` (train mode returns logits) or ``"triplet"`` (logits, embedding).
-        **kwargs: torchreid's ``use_gpu`` and ``pretrained=False`` are accepted;
-            ``pretrained=True`` raises TypeError (builders never load weights).
-
-    Returns:
-        The model, randomly initialised.
+    A builder: arguments, errors and result as described in
+    :mod:`modelzoo.architectures`.
     """
     check_builder_kwargs("resnet50", kwargs)
     return PooledReIDModel(resnet50_stages(last_stride=2), 512 * EXPANSION, num_classes, loss)
@@ -110,14 +104,8 @@ def resnet50(num_classes: int, loss: str = "softmax", **kwargs) -> nn.Module:
 def resnet50_fc512(num_classes: int, loss: str = "softmax", **kwargs) -> nn.Module:
     """ResNet-50 with ``layer4`` at stride 1 and a 512-d ``fc`` embedding.
 
-    Args:
-        num_classes: Identities the classifier predicts.
-        loss: ``"softmax"`` (train mode returns logits) or ``"triplet"`` (logits, embedding).
-        **kwargs: torchreid's ``use_gpu`` and ``pretrained=False`` are accepted;
-            ``pretrained=True`` raises TypeError (builders never load weights).
-
-    Returns:
-        The model, randomly initialised.
+    A builder: arguments, errors and result as described in
+    :mod:`modelzoo.architectures`.
     """
     check_builder_kwargs("resnet50_fc512", kwargs)
     return PooledReIDModel(resnet50_stages(last_stride=1), 512 * EXPANSION, num_classes, loss, fc_dims=(512,))

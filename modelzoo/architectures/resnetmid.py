@@ -63,14 +63,8 @@ class ResNetMid(ReIDModel):
 def resnet50mid(num_classes: int, loss: str = "softmax", **kwargs) -> nn.Module:
     """ResNet-50 + mid-level feature fusion, with a 3072-d embedding.
 
-    Args:
-        num_classes: Identities the classifier predicts.
-        loss: ``"softmax"`` (train mode returns logits) or ``"triplet"`` (logits, embedding).
-        **kwargs: torchreid's ``use_gpu`` and ``pretrained=False`` are accepted;
-            ``pretrained=True`` raises TypeError (builders never load weights).
-
-    Returns:
-        The model, randomly initialised.
+    A builder: arguments, errors and result as described in
+    :mod:`modelzoo.architectures`.
     """
     check_builder_kwargs("resnet50mid", kwargs)
     return ResNetMid(num_classes, loss)

@@ -79,14 +79,8 @@ def se_resnet50_stages(last_stride: int) -> OrderedDict[str, nn.Module]:
 def se_resnet50_fc512(num_classes: int, loss: str = "softmax", **kwargs) -> nn.Module:
     """SE-ResNet-50 with ``layer4`` at stride 1 and a 512-d ``fc`` embedding.
 
-    Args:
-        num_classes: Identities the classifier predicts.
-        loss: ``"softmax"`` (train mode returns logits) or ``"triplet"`` (logits, embedding).
-        **kwargs: torchreid's ``use_gpu`` and ``pretrained=False`` are accepted;
-            ``pretrained=True`` raises TypeError (builders never load weights).
-
-    Returns:
-        The model, randomly initialised.
+    A builder: arguments, errors and result as described in
+    :mod:`modelzoo.architectures`.
     """
     check_builder_kwargs("se_resnet50_fc512", kwargs)
     return PooledReIDModel(se_resnet50_stages(last_stride=1), 512 * EXPANSION, num_classes, loss, fc_dims=(512,))

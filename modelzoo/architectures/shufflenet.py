@@ -112,14 +112,8 @@ def shufflenet_stages() -> OrderedDict[str, nn.Module]:
 def shufflenet(num_classes: int, loss: str = "softmax", **kwargs) -> nn.Module:
     """ShuffleNet with 3 groups and a 960-d embedding.
 
-    Args:
-        num_classes: Identities the classifier predicts.
-        loss: ``"softmax"`` (train mode returns logits) or ``"triplet"`` (logits, embedding).
-        **kwargs: torchreid's ``use_gpu`` and ``pretrained=False`` are accepted;
-            ``pretrained=True`` raises TypeError (builders never load weights).
-
-    Returns:
-        The model, randomly initialised.
+    A builder: arguments, errors and result as described in
+    :mod:`modelzoo.architectures`.
     """
     check_builder_kwargs("shufflenet", kwargs)
     return PooledReIDModel(shufflenet_stages(), STAGES[-1][0], num_classes, loss)

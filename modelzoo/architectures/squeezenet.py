@@ -30,14 +30,8 @@ def squeezenet1_0_stages() -> OrderedDict[str, nn.Module]:
 def squeezenet1_0_fc512(num_classes: int, loss: str = "softmax", **kwargs) -> nn.Module:
     """SqueezeNet 1.0 with a 512-d ``fc`` embedding.
 
-    Args:
-        num_classes: Identities the classifier predicts.
-        loss: ``"softmax"`` (train mode returns logits) or ``"triplet"`` (logits, embedding).
-        **kwargs: torchreid's ``use_gpu`` and ``pretrained=False`` are accepted;
-            ``pretrained=True`` raises TypeError (builders never load weights).
-
-    Returns:
-        The model, randomly initialised.
+    A builder: arguments, errors and result as described in
+    :mod:`modelzoo.architectures`.
     """
     check_builder_kwargs("squeezenet1_0_fc512", kwargs)
     return PooledReIDModel(squeezenet1_0_stages(), 512, num_classes, loss, fc_dims=(512,))
