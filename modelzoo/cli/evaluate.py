@@ -65,10 +65,14 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    from modelzoo.evaluation.distributed import is_main_process
     from modelzoo.evaluation.verify import markdown_table, verify, write_report
 
     rows = verify(args.names, args.datasets, data_root=args.data_root, tolerance=args.tolerance,
                   **_evaluation_kwargs(args))
+    failed = sum(not r.passed for r in rows)
+    if not is_main_process():  # under torchrun every rank has the same rows; rank 0 reports them
+        return 1 if failed else 0
     print(markdown_table(rows))
     for row in rows:
         if row.error:
@@ -76,7 +80,6 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.report_dir:
         for path in write_report(rows, args.report_dir):
             print(f"wrote {path}")
-    failed = sum(not r.passed for r in rows)
     print(f"\n{len(rows) - failed} passed, {failed} failed (tolerance ±{args.tolerance} points)")
     return 1 if failed else 0
 

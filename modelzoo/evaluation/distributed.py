@@ -128,6 +128,26 @@ def extract_features_distributed(
     return _gather_in_order(local, counts, width, dst)
 
 
+def agree_on_failures(failure: BaseException | None, device: str | torch.device | None = None) -> None:
+    """Every rank says whether it failed; if any did, every rank raises the same DistributedError.
+
+    For steps each rank runs on its own before a collective one (loading a
+    model, reading a dataset): without this, the ranks that succeeded would
+    wait forever in the next collective.  Outside ``torchrun``, ``failure``
+    is simply raised.
+    """
+    if not init_distributed(device):
+        if failure is not None:
+            raise failure
+        return
+    messages: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(messages, None if failure is None else f"{type(failure).__name__}: {failure}")
+    failed = [(rank, message) for rank, message in enumerate(messages) if message is not None]
+    if failed:
+        rank, message = failed[0]
+        raise DistributedError(f"failed on rank {rank} of {len(messages)}: {message}") from failure
+
+
 def rank_device(device: str | torch.device | None = None) -> torch.device:
     """Where this process computes: ``device``; None: under ``torchrun``, GPU ``LOCAL_RANK`` when
     CUDA is available (else the CPU), and outside it CUDA when available, else the CPU."""

@@ -106,19 +106,13 @@ def verify(
     """Evaluate each planned checkpoint and compare it with the manifest.
 
     A checkpoint that cannot be fetched or a dataset that cannot be read makes
-    its row fail with the error's message; the other rows still run.
+    its row fail with the error's message; the other rows still run.  Under
+    ``torchrun`` every rank runs every row, the images of each split across
+    the ranks, and every rank returns the same rows (see :func:`_measure`).
 
     Raises:
-        ModelZooError: nothing to verify, or called under ``torchrun`` with
-            several ranks (a row failing on one rank only would leave the
-            ranks in different rows' collectives: use ``evaluate`` per row).
+        ModelZooError: nothing to verify.
     """
-    from modelzoo.evaluation.pipeline import evaluate, world_size
-
-    if world_size() > 1:
-        raise ModelZooError("`modelzoo verify` runs in one process; under torchrun, run "
-                            "`modelzoo eval NAME DATASET --json` for each checkpoint instead")
-
     pairs = planned_rows(names, datasets)
     if not pairs:
         raise ModelZooError("nothing to verify: no published result matches those names and datasets")
@@ -129,13 +123,35 @@ def verify(
             published_mAP=result.mAP, tolerance=tolerance,
         )
         try:
-            measured = evaluate(checkpoint.name, result.dataset, data_root, **evaluate_kwargs)
+            measured = _measure(checkpoint.name, result.dataset, data_root, evaluate_kwargs)
         except ModelZooError as exc:
             logger.error("%s on %s: %s", checkpoint.name, result.dataset, exc)
             rows.append(VerificationRow(**common, error=str(exc)))
             continue
         rows.append(VerificationRow(**common, measured=measured))
     return rows
+
+
+def _measure(checkpoint: str, dataset: str, data_root: str | Path, evaluate_kwargs: dict[str, Any]) -> Any:
+    """``evaluate`` one row.  Under ``torchrun`` the ranks first agree that each of them could
+    load the checkpoint and read the dataset, so a failure on one rank fails the row on all of
+    them instead of leaving the ranks in different rows' collectives."""
+    from modelzoo.evaluation.pipeline import evaluate, world_size
+
+    if world_size() == 1:
+        return evaluate(checkpoint, dataset, data_root, **evaluate_kwargs)
+    from modelzoo import datasets, hub
+    from modelzoo.evaluation.distributed import agree_on_failures, is_main_process, rank_device
+
+    device = rank_device(evaluate_kwargs.get("device"))
+    model, failure = None, None
+    try:
+        model = hub.get(checkpoint, device=device, progress=evaluate_kwargs.get("progress", True) and is_main_process())
+        datasets.read_dataset(dataset, data_root)
+    except ModelZooError as exc:
+        failure = exc
+    agree_on_failures(failure, device)
+    return evaluate(model, dataset, data_root, **{**evaluate_kwargs, "device": device})
 
 
 def _cell(value: float | None, signed: bool = False) -> str:

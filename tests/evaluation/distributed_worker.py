@@ -17,7 +17,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from modelzoo.evaluation.distributed import DistributedError, extract_features_distributed  # noqa: E402
+from modelzoo.evaluation.distributed import (  # noqa: E402
+    DistributedError,
+    agree_on_failures,
+    extract_features_distributed,
+)
 from tests.evaluation.distributed_cases import CASES, case_paths, case_settings, shared_model  # noqa: E402
 
 
@@ -32,6 +36,15 @@ def main(image_dir: Path, out_dir: Path, device: str) -> None:
             result = extract_features_distributed(
                 model, paths, device=None if device == "auto" else device, **case_settings(case)
             )
+        except DistributedError as exc:
+            result = f"DistributedError: {exc}"
+        torch.save(result, out_dir / f"{case}.rank{dist.get_rank()}.pt")
+    # a step each rank runs alone (loading a model, reading a dataset) failed on rank 1 only
+    for case, failing_rank in (("agree_one_failed", 1), ("agree_none_failed", None)):
+        failure = ValueError("boom") if dist.get_rank() == failing_rank else None
+        try:
+            agree_on_failures(failure, "cpu" if device == "cpu" else None)
+            result = "ok"
         except DistributedError as exc:
             result = f"DistributedError: {exc}"
         torch.save(result, out_dir / f"{case}.rank{dist.get_rank()}.pt")

@@ -124,6 +124,13 @@ def test_gathering_to_one_rank_leaves_the_others_empty_handed(ranks_output, imag
     assert rank_result(ranks_output, "to_rank0", 1) is None
 
 
+def test_a_step_that_failed_on_one_rank_only_fails_on_every_rank(ranks_output):
+    for rank in range(RANKS):
+        assert rank_result(ranks_output, "agree_one_failed", rank) == (
+            "DistributedError: failed on rank 1 of 2: ValueError: boom"), f"rank {rank}"
+        assert rank_result(ranks_output, "agree_none_failed", rank) == "ok"
+
+
 def test_a_failure_on_one_rank_is_raised_on_every_rank(ranks_output):
     assert "missing_file" in CASES
     for rank in range(RANKS):

@@ -191,8 +191,8 @@ def test_demo_runs_from_a_fresh_cache_with_only_its_loopback_server(tmp_path):
     assert run_demo(workdir=tmp_path, say=lines.append) == 0  # a second run in the same folder works too
 
 
-def test_eval_under_torchrun_splits_the_images_and_prints_the_single_process_result(data_root, mirror, tmp_path):
-    """Two CPU ranks (gloo): the features are split and gathered, rank 0 alone prints, same numbers."""
+def torchrun(args: list[str], timeout: int = 240):
+    """``python -m torch.distributed.run --nproc_per_node=2 -m modelzoo ARGS`` on two CPU ranks (gloo)."""
     import os
     import socket
     import subprocess
@@ -202,11 +202,16 @@ def test_eval_under_torchrun_splits_the_images_and_prints_the_single_process_res
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-               "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "modelzoo", "eval", MODEL, "market",
-               "--data-root", str(data_root), "--device", "cpu", "--workers", "0", "--no-progress", "--json"]
+               "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "modelzoo", *args]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_eval_under_torchrun_splits_the_images_and_prints_the_single_process_result(data_root, mirror):
+    """Two CPU ranks: the features are split and gathered, rank 0 alone prints, same numbers."""
+    done = torchrun(["eval", MODEL, "market", "--data-root", str(data_root), "--device", "cpu", "--workers", "0",
+                     "--no-progress", "--json"])
     assert done.returncode == 0, f"torchrun failed:\n{done.stdout}\n{done.stderr}"
     printed = json.loads(done.stdout)  # one JSON document: rank 1 printed nothing
     assert printed["settings"]["processes"] == 2
@@ -217,8 +222,17 @@ def test_eval_under_torchrun_splits_the_images_and_prints_the_single_process_res
         assert printed[key] == pytest.approx(getattr(alone, key), abs=1e-6), key
 
 
-def test_verify_under_torchrun_says_to_use_eval(data_root, monkeypatch, capsys):
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "0")
-    assert main(["verify", f"{MODEL}.market1501", "--data-root", str(data_root), "--no-progress"]) == 1
-    assert "under torchrun, run `modelzoo eval" in capsys.readouterr().err
+def test_verify_under_torchrun_reports_once_and_fails_a_row_on_every_rank(data_root, mirror, tmp_path):
+    """A row every rank can run, and one whose dataset is missing: the ranks stay in step."""
+    report_dir = tmp_path / "report"
+    done = torchrun(["verify", f"{MODEL}.market1501", f"{MODEL}.msmt17", "--data-root", str(data_root),
+                     "--device", "cpu", "--workers", "0", "--no-progress", "--report-dir", str(report_dir)])
+    assert done.returncode == 1, f"a failed row gives exit code 1:\n{done.stdout}\n{done.stderr}"
+    assert done.stdout.count("| osnet_x0_25.market1501 | market1501 |") == 1  # rank 0 alone reports
+    rows = json.loads((report_dir / "report.json").read_text())["rows"]
+    assert [row["checkpoint"] for row in rows] == [f"{MODEL}.market1501", f"{MODEL}.msmt17"]
+    assert rows[1]["error"] and "failed on rank" in rows[1]["error"] and "msmt17" in rows[1]["error"].lower()
+    alone = modelzoo.evaluate(MODEL, "market", data_root, device="cpu", num_workers=0, progress=False)
+    assert rows[0]["measured"]["rank1"] == pytest.approx(alone.rank1, abs=1e-6)
+    assert rows[0]["measured"]["mAP"] == pytest.approx(alone.mAP, abs=1e-6)
+    assert rows[0]["measured"]["settings"]["processes"] == 2
