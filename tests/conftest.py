@@ -18,6 +18,8 @@ import pytest
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))  # so tests can `import oracle`, `import weights`, `import ckptgen`
 
+pytest_plugins = ["httpserver"]  # the loopback_server fixture, for every test package
+
 CLOSED_LOOPBACK_URL = "http://127.0.0.1:9/uc"  # port 9 (discard): nothing listens there
 
 
@@ -28,6 +30,15 @@ def _isolated_environment(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MODELZOO_GDRIVE_URL", CLOSED_LOOPBACK_URL)
     for name in ("MODELZOO_MIRROR", "MODELZOO_OFFLINE", "HF_HUB_OFFLINE", "MODELZOO_MANIFEST_DIR"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch) -> Path:
+    """An empty local mirror folder, set as MODELZOO_MIRROR (tests write checkpoints into it)."""
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    monkeypatch.setenv("MODELZOO_MIRROR", str(folder))
+    return folder
 
 
 def _is_loopback(address) -> bool:

@@ -14,7 +14,7 @@ from torch import nn
 import modelzoo
 from modelzoo.cli import main
 from modelzoo.export import ExportError, export_onnx
-from test_fast_loading import mirror, published  # noqa: F401 - fixture
+from published import published
 
 NAME, DATASET = "osnet_x0_25", "market1501"
 

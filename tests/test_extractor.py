@@ -9,7 +9,7 @@ from PIL import Image
 
 import modelzoo
 from modelzoo.evaluation.features import extract_features
-from test_fast_loading import mirror, published  # noqa: F401 - fixture
+from published import published
 
 NAME, DATASET = "osnet_x0_25", "market1501"
 DIM = modelzoo.info(NAME).feature_dim  # 512

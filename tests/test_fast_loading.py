@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -26,31 +25,10 @@ from modelzoo import hub, manifest
 from modelzoo.checkpoint import load_cached_state_dict
 from modelzoo.errors import CheckpointMismatchError
 from modelzoo.loading import load_strict, meta_tensors, uninitialised_build
+from published import images, published
 from weights import deterministic_state_dict
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def mirror(tmp_path, monkeypatch):
-    folder = tmp_path / "mirror"
-    folder.mkdir()
-    monkeypatch.setenv("MODELZOO_MIRROR", str(folder))
-    return folder
-
-
-def published(name: str, dataset: str, mirror: Path, seed: int = 0):
-    """Write a checkpoint of ``name.dataset`` to the mirror; the reference model and its state."""
-    checkpoint = manifest.resolve_checkpoint(name, dataset)
-    reference = modelzoo.build(checkpoint.model, num_classes=checkpoint.num_classes)
-    state = deterministic_state_dict(reference, seed=seed)
-    reference.load_state_dict(state)
-    write_for_checkpoint(checkpoint, mirror, state, vintage="bare", compression=zipfile.ZIP_STORED)
-    return reference.eval(), state
-
-
-def images(n: int = 2) -> torch.Tensor:
-    return torch.randn(n, 3, 256, 128, generator=torch.Generator().manual_seed(1))
 
 
 def assert_ordinary_tensors(model: nn.Module) -> None:

@@ -18,7 +18,6 @@ import torch
 
 import modelzoo
 from ckptgen import write_for_checkpoint
-from httpserver import loopback_server  # noqa: F401  (fixture)
 from modelzoo import manifest
 from modelzoo.errors import CheckpointMismatchError, DownloadError, UnknownModelError
 from weights import deterministic_state_dict
@@ -49,14 +48,6 @@ def images_for(checkpoint: manifest.Checkpoint, n: int = 2) -> torch.Tensor:
     if checkpoint.model != "hacnn":
         height, width = height // 2, width // 2
     return torch.randn(n, 3, height, width, generator=torch.Generator().manual_seed(3))
-
-
-@pytest.fixture
-def mirror(tmp_path, monkeypatch):
-    folder = tmp_path / "mirror"
-    folder.mkdir()
-    monkeypatch.setenv("MODELZOO_MIRROR", str(folder))
-    return folder
 
 
 @pytest.mark.parametrize("checkpoint", CHECKPOINTS, ids=lambda c: c.name)

@@ -11,7 +11,7 @@ from modelzoo import fetch, manifest
 from modelzoo.checkpoint import safetensors_path
 from modelzoo.errors import CheckpointMismatchError
 from modelzoo.safetensors_reader import SafetensorsFile
-from test_fast_loading import images, mirror, published  # noqa: F401 - fixture
+from published import images, published
 
 NAME, DATASET = "osnet_x0_25", "market1501"
 

@@ -18,7 +18,6 @@ import torch
 
 import modelzoo
 from ckptgen import write_for_checkpoint
-from httpserver import loopback_server  # noqa: F401  (fixture)
 from modelzoo import manifest
 from modelzoo.cli import main
 from modelzoo.datasets import read_dataset, synthetic

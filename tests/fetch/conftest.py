@@ -1,7 +1,8 @@
 """Fixtures of the fetcher tests: the loopback server and the toy weights.
 
 (tests/conftest.py already gives each test a fresh cache, points Google Drive at
-a closed loopback port and refuses connections outside the loopback range.)
+a closed loopback port, refuses connections outside the loopback range and
+provides the ``loopback_server`` fixture.)
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import pytest
 
 from ckptgen import toy_state_dict
-from httpserver import loopback_server  # noqa: F401  (the fixture, shared with other test packages)
 
 
 @pytest.fixture
