@@ -82,8 +82,12 @@ def write_untrained_checkpoint(model_name: str, directory: Path) -> Path:
     return path
 
 
-def run_demo(workdir: Path | None = None, model: str = "osnet_x0_25", say=print) -> int:
-    """Run the demo; returns the exit code.  ``say`` receives the lines meant for a person."""
+def run_demo(workdir: Path | None = None, model: str = "osnet_x0_25", say=logger.info) -> int:
+    """Run the demo; returns the exit code.
+
+    ``say`` receives the lines meant for a person: the ``modelzoo demo``
+    command prints them; by default they go to this module's logger.
+    """
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modelzoo-demo-")))

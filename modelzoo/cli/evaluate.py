@@ -95,4 +95,4 @@ def run_doctor(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from modelzoo.demo import run_demo
 
-    return run_demo(workdir=args.workdir, model=args.model)
+    return run_demo(workdir=args.workdir, model=args.model, say=print)
