@@ -114,7 +114,7 @@ def download(
         failures: list[tuple[Candidate, str, Exception]] = []
         for candidate in tried:
             try:
-                path = _try_candidate(checkpoint, candidate, folder, session, options, progress, offline)
+                path = _try_candidate(_Attempt(checkpoint, folder, session, options, progress, offline), candidate)
             except ModelZooError as exc:
                 logger.info("%s: %s failed: %s", checkpoint.name, candidate.describe(), exc)
                 failures.append((candidate, str(exc), exc))
@@ -137,48 +137,47 @@ def _report_skipped_failures(
         )
 
 
-def _try_candidate(
-    checkpoint: Checkpoint,
-    candidate: Candidate,
-    folder: Path,
-    session: requests.Session,
-    options: FetchOptions,
-    progress: bool,
-    offline: bool,
-) -> Path:
+@dataclass(frozen=True)
+class _Attempt:
+    """What every source tried for one download shares."""
+
+    checkpoint: Checkpoint
+    folder: Path  # the checkpoint's cache folder (its lock is held)
+    session: requests.Session
+    options: FetchOptions
+    progress: bool
+    offline: bool
+
+
+def _try_candidate(attempt: _Attempt, candidate: Candidate) -> Path:
     """Fetch from one candidate and install; a refused file is deleted."""
     if candidate.problem:
         raise DownloadError(candidate.problem)
-    if offline and candidate.touches_network:
+    if attempt.offline and candidate.touches_network:
         raise DownloadError(_SKIPPED_OFFLINE)
-    logger.info("%s: trying %s", checkpoint.name, candidate.describe())
-    served = _obtain(checkpoint, candidate, folder, session, options, progress, offline)
+    logger.info("%s: trying %s", attempt.checkpoint.name, candidate.describe())
+    served = _obtain(attempt, candidate)
     try:
-        return install(checkpoint, served, folder)
+        return install(attempt.checkpoint, served, attempt.folder)
     finally:
         cache.remove_path(served.path)  # gone when moved into place; else refused or an extracted archive
 
 
-def _obtain(
-    checkpoint: Checkpoint,
-    candidate: Candidate,
-    folder: Path,
-    session: requests.Session,
-    options: FetchOptions,
-    progress: bool,
-    offline: bool,
-) -> ServedFile:
+def _obtain(attempt: _Attempt, candidate: Candidate) -> ServedFile:
     """A complete file from one candidate, in a partial or temporary file beside the target."""
+    folder, filename = attempt.folder, attempt.checkpoint.filename
     if candidate.kind == FILE:
-        return _copy_in(Path(candidate.location), folder, checkpoint.filename, candidate.describe())
+        return _copy_in(Path(candidate.location), folder, filename, candidate.describe())
     if candidate.kind == HF:
-        local = hf.fetch_hf(candidate.location, offline=offline, progress=progress)
-        return _copy_in(local, folder, checkpoint.filename, candidate.describe())
-    partial = cache.partial_path(folder, checkpoint.filename, _source_key(candidate.location))
+        local = hf.fetch_hf(candidate.location, offline=attempt.offline, progress=attempt.progress)
+        return _copy_in(local, folder, filename, candidate.describe())
+    partial = cache.partial_path(folder, filename, _source_key(candidate.location))
     if candidate.kind == GDRIVE:
-        result = gdrive.fetch_gdrive(candidate.location, partial, session=session, options=options, progress=progress)
+        result = gdrive.fetch_gdrive(candidate.location, partial, session=attempt.session, options=attempt.options,
+                                     progress=attempt.progress)
     elif candidate.kind == HTTP:
-        result = http.fetch_url(candidate.location, partial, session=session, options=options, progress=progress)
+        result = http.fetch_url(candidate.location, partial, session=attempt.session, options=attempt.options,
+                                progress=attempt.progress)
     else:
         raise DownloadError(f"unknown source kind {candidate.kind!r}")
     return ServedFile(partial, candidate.describe(), result.filename)
