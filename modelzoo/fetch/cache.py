@@ -130,12 +130,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 def read_record(folder: Path) -> CacheRecord | None:
     """The folder's ``record.json``, or None when missing or unreadable."""
-    data = _read_json(folder / RECORD)
-    try:
-        return CacheRecord(**data) if data else None
-    except TypeError:
-        logger.warning("ignoring %s: unexpected fields", folder / RECORD)
-        return None
+    return _read_dataclass(folder / RECORD, CacheRecord)
 
 
 def write_record(folder: Path, record: CacheRecord) -> None:
@@ -145,11 +140,16 @@ def write_record(folder: Path, record: CacheRecord) -> None:
 
 def read_hashes(folder: Path) -> TrustedHashes | None:
     """The folder's trusted hashes, or None before the first verified download."""
-    data = _read_json(folder / HASHES)
+    return _read_dataclass(folder / HASHES, TrustedHashes)
+
+
+def _read_dataclass(path: Path, kind: type) -> Any:
+    """``kind(**json)`` of ``path``; None when missing, unreadable or of other fields (logged)."""
+    data = _read_json(path)
     try:
-        return TrustedHashes(**data) if data else None
+        return kind(**data) if data else None
     except TypeError:
-        logger.warning("ignoring %s: unexpected fields", folder / HASHES)
+        logger.warning("ignoring %s: unexpected fields", path)
         return None
 
 
