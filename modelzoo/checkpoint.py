@@ -47,6 +47,8 @@ SAFETENSORS_SUFFIX = ".safetensors"
 #: modelzoo.safetensors_reader reads little-endian bytes into tensors as they are;
 #: a big-endian host reads the original file every time instead.
 _SAFETENSORS_CACHE = sys.byteorder == "little"
+#: Training fields kept beside the weights (``stored_epoch``, ``stored_rank1``); see read_checkpoint.
+_FIELD_PREFIX = "stored_"
 _UNSAFE_MARKERS = ("global", "can only build", "unsupported class")
 _NUMPY_DTYPE_CODES = ("?", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8")
 
@@ -113,7 +115,7 @@ def training_fields(obj: Any) -> dict[str, str]:
             except (ValueError, RuntimeError):  # several elements: not a figure to show
                 continue
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            fields[f"stored_{key}"] = repr(value)
+            fields[f"{_FIELD_PREFIX}{key}"] = repr(value)
     return fields
 
 
@@ -279,7 +281,8 @@ def save_state_dict_copy(
     # safetensors sorts its tensors by name; the original order is kept for display and diffs
     metadata = {"format": "pt", "checkpoint": name, "order": json.dumps(list(tensors)), **(fields or {}),
                 **_stamp(weights_path)}
-    # a name unique to this process, created with the usual permissions (the cache may be shared)
+    # a name unique to this process, created with the usual permissions (the cache may be shared);
+    # not cache.temp_path: this runs without the checkpoint's lock, whose holder deletes .fetch-* files
     temp = target.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(4)}-{target.name}")
     try:
         save_file(tensors, temp, metadata=metadata)
@@ -317,8 +320,9 @@ def _usable_copy(reader: Any, weights_path: Path) -> bool:
     return sorted(json.loads(metadata.get("order", "[]"))) == sorted(reader.keys())
 
 
-def _read_copy(weights_path: Path) -> dict[str, torch.Tensor] | None:
-    """The safetensors copy, if present, readable and made from this very weights file.
+def _read_copy(weights_path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
+    """The safetensors copy's tensors and stored training fields, if the copy is present,
+    readable and made from this very weights file.
 
     Its tensors are read into this process's own memory (see
     :mod:`modelzoo.safetensors_reader`), never memory-mapped: a map would tie
@@ -335,8 +339,9 @@ def _read_copy(weights_path: Path) -> dict[str, torch.Tensor] | None:
             if not _usable_copy(reader, weights_path):
                 return None
             tensors = reader.read_all()
-            order = json.loads(reader.metadata["order"])
-        return {key: tensors[key] for key in order}
+            metadata = reader.metadata
+        fields = {key: value for key, value in metadata.items() if key.startswith(_FIELD_PREFIX)}
+        return {key: tensors[key] for key in json.loads(metadata["order"])}, fields
     except Exception as exc:  # noqa: BLE001 - any damage means "rebuild", never "fail"
         logger.warning("ignoring damaged %s (%s); rebuilding it", copy, exc)
         return None
@@ -393,39 +398,36 @@ def load_cached_state_dict(checkpoint: Checkpoint | None, weights_path: str | os
     Raises:
         Same as :func:`read_state_dict`.
     """
+    return load_cached_checkpoint(checkpoint, weights_path)[0]
+
+
+def load_cached_checkpoint(
+    checkpoint: Checkpoint | None, weights_path: str | os.PathLike
+) -> tuple[dict[str, torch.Tensor], dict[str, int | float]]:
+    """:func:`load_cached_state_dict`, plus the ``epoch`` and ``rank1`` the original file stored.
+
+    The record is empty when the file stored none (bare state dicts).  See
+    :func:`read_checkpoint`: the stored ``rank1`` is what torchreid's
+    training loop measured, not the published figure.
+    """
     weights_path = Path(weights_path)
     if not weights_path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {weights_path}")
-    if not _SAFETENSORS_CACHE:
-        return read_state_dict(weights_path)
-    state = _read_copy(weights_path)
-    if state is not None:
-        return state
-    state, fields = read_checkpoint(weights_path)
-    save_state_dict_copy(weights_path, state, checkpoint.name if checkpoint else "", fields)
-    return state
+    cached = _read_copy(weights_path) if _SAFETENSORS_CACHE else None
+    if cached is not None:
+        state, fields = cached
+    else:
+        state, fields = read_checkpoint(weights_path)
+        if _SAFETENSORS_CACHE:
+            save_state_dict_copy(weights_path, state, checkpoint.name if checkpoint else "", fields)
+    return state, _training_record(fields)
 
 
-def stored_training_record(weights_path: str | os.PathLike) -> dict[str, int | float]:
-    """The ``epoch`` and ``rank1`` the original file stored, from its safetensors copy's header.
-
-    Empty when the file stored none (bare state dicts) or has no current
-    copy.  See :func:`read_checkpoint`: the stored ``rank1`` is what
-    torchreid's training loop measured, not the published figure.
-    """
-    from modelzoo.safetensors_reader import SafetensorsFile, SafetensorsFormatError
-
-    copy = safetensors_path(Path(weights_path))
-    if not _SAFETENSORS_CACHE or not copy.is_file():
-        return {}
-    try:
-        with SafetensorsFile.open(copy) as reader:
-            metadata = dict(reader.metadata)
-    except (OSError, SafetensorsFormatError):
-        return {}
-    record = {}
-    for key, value in metadata.items():
-        if key.startswith("stored_"):
+def _training_record(fields: Mapping[str, str]) -> dict[str, int | float]:
+    """``{"stored_epoch": "59"}`` -> ``{"epoch": 59}``; values that are not numbers are left out."""
+    record: dict[str, int | float] = {}
+    for key, value in fields.items():
+        if key.startswith(_FIELD_PREFIX):
             with contextlib.suppress(ValueError):
-                record[key[len("stored_"):]] = int(value) if value.lstrip("-").isdigit() else float(value)
+                record[key[len(_FIELD_PREFIX):]] = int(value) if value.lstrip("-").isdigit() else float(value)
     return record

@@ -172,21 +172,18 @@ def _pretrained(
 ) -> tuple[nn.Module, LoadReport]:
     """The architecture with the checkpoint's weights, strictly loaded (on the CPU)."""
     from modelzoo import fetch
-    from modelzoo.checkpoint import load_cached_state_dict
+    from modelzoo.checkpoint import load_cached_checkpoint
 
     path = fetch.download(checkpoint, progress=progress)
-    state = load_cached_state_dict(checkpoint, path)
+    state, training_record = load_cached_checkpoint(checkpoint, path)
     what = f"checkpoint {checkpoint.name} ({path.name})"
     model, report = _load_built(record, checkpoint, wanted_classes, state, what)
-    model.modelzoo_training_record = _training_record(checkpoint, path)
+    model.modelzoo_training_record = _explained(checkpoint, training_record)
     return model, report
 
 
-def _training_record(checkpoint: manifest.Checkpoint, path: Any) -> dict[str, int | float]:
-    """What the file stores from training (epoch, rank1), with a word on why rank1 is not the zoo's."""
-    from modelzoo.checkpoint import stored_training_record
-
-    record = stored_training_record(path)
+def _explained(checkpoint: manifest.Checkpoint, record: dict[str, int | float]) -> dict[str, int | float]:
+    """``record`` (the file's epoch and rank1), after a word on why that rank1 is not the zoo's."""
     if "rank1" in record and checkpoint.rank1 is not None:
         logger.info(
             "%s also stores rank1=%s (epoch %s) from torchreid's training loop; that is not the published "
