@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +75,8 @@ def export_onnx(
         ImportError: the ``export`` extra is not installed.
         ExportError: the exported file computes something else.
     """
+    from modelzoo.fetch.cache import temp_path
+
     _require("onnx", "onnxscript", *(["onnxruntime"] if check else []))
     if isinstance(model, str):
         from modelzoo.hub import get
@@ -83,7 +84,7 @@ def export_onnx(
         model = get(model, dataset, device="cpu")
     height, width = _input_size(model)
     target = Path(output)
-    temp = target.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(4)}-{target.name}")
+    temp = temp_path(target.parent, target.name)
     was_training = model.training
     model.eval()
     try:

@@ -155,6 +155,12 @@ def rank_device(device: str | torch.device | None = None) -> torch.device:
     return _rank_device(device, env.local_rank if env is not None else 0)
 
 
+def world_size() -> int:
+    """Processes of this ``torchrun`` launch (1 outside one)."""
+    env = config.distributed_env()
+    return env.world_size if env is not None else 1
+
+
 def is_main_process() -> bool:
     """True outside ``torchrun`` and on its rank 0: the process that prints and writes reports."""
     if dist.is_available() and dist.is_initialized():

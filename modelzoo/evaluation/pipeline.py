@@ -88,7 +88,7 @@ def evaluate(
     gathered in order, and every rank returns the same result.
     """
     from modelzoo import datasets, manifest
-    from modelzoo.evaluation.distributed import rank_device
+    from modelzoo.evaluation.distributed import rank_device, world_size
 
     dataset = manifest.normalize_dataset(dataset)
     device = rank_device(device)  # under torchrun: this rank's GPU
@@ -138,14 +138,6 @@ def _resolve_model(model_or_name: nn.Module | str, dataset: str, device) -> nn.M
             )
         name = f"{record.name}.{dataset}"
     return hub.get(name, device=device)
-
-
-def world_size() -> int:
-    """Processes of this ``torchrun`` launch (1 outside one)."""
-    from modelzoo import config
-
-    env = config.distributed_env()
-    return env.world_size if env is not None else 1
 
 
 def _features(model, split, device, batch_size, num_workers, precision, progress):

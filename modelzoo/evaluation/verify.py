@@ -136,12 +136,12 @@ def _measure(checkpoint: str, dataset: str, data_root: str | Path, evaluate_kwar
     """``evaluate`` one row.  Under ``torchrun`` the ranks first agree that each of them could
     load the checkpoint and read the dataset, so a failure on one rank fails the row on all of
     them instead of leaving the ranks in different rows' collectives."""
-    from modelzoo.evaluation.pipeline import evaluate, world_size
+    from modelzoo.evaluation.distributed import agree_on_failures, is_main_process, rank_device, world_size
+    from modelzoo.evaluation.pipeline import evaluate
 
     if world_size() == 1:
         return evaluate(checkpoint, dataset, data_root, **evaluate_kwargs)
     from modelzoo import datasets, hub
-    from modelzoo.evaluation.distributed import agree_on_failures, is_main_process, rank_device
 
     device = rank_device(evaluate_kwargs.get("device"))
     model, failure = None, None
