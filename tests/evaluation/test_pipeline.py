@@ -37,18 +37,20 @@ def data_root(tmp_path_factory) -> Path:
     return root
 
 
+def untrained(dataset: str):
+    """The osnet_x0_25 checkpoint of ``dataset`` and fixed random weights for it."""
+    checkpoint = manifest.resolve_checkpoint(MODEL, dataset)
+    torch.manual_seed(len(dataset))
+    return checkpoint, modelzoo.build(MODEL, num_classes=checkpoint.num_classes).state_dict()
+
+
 @pytest.fixture
-def mirror(tmp_path, monkeypatch) -> Path:
-    """A local mirror holding untrained osnet_x0_25 checkpoints for Market and Duke."""
-    folder = tmp_path / "mirror"
-    folder.mkdir()
+def mirror(mirror) -> Path:
+    """The local mirror (tests/conftest.py), holding untrained osnet_x0_25 checkpoints for Market and Duke."""
     for dataset in ("market1501", "dukemtmcreid"):
-        checkpoint = manifest.resolve_checkpoint(MODEL, dataset)
-        torch.manual_seed(len(dataset))
-        state = modelzoo.build(MODEL, num_classes=checkpoint.num_classes).state_dict()
-        write_for_checkpoint(checkpoint, folder, state, vintage="bare")
-    monkeypatch.setenv("MODELZOO_MIRROR", str(folder))
-    return folder
+        checkpoint, state = untrained(dataset)
+        write_for_checkpoint(checkpoint, mirror, state, vintage="bare")
+    return mirror
 
 
 def test_evaluate_equals_the_steps_done_by_hand(data_root, mirror, monkeypatch):
@@ -123,9 +125,7 @@ def test_verify_passes_a_matching_row_and_fails_another(data_root, loopback_serv
     served = tmp_path / "served"
     served.mkdir()
     for dataset in ("market1501", "dukemtmcreid"):
-        checkpoint = manifest.resolve_checkpoint(MODEL, dataset)
-        torch.manual_seed(len(dataset))
-        state = modelzoo.build(MODEL, num_classes=checkpoint.num_classes).state_dict()
+        checkpoint, state = untrained(dataset)
         path = write_for_checkpoint(checkpoint, served, state, vintage="torchreid-dict")
         loopback_server.serve("/m/" + path.name, path.read_bytes())
     monkeypatch.setenv("MODELZOO_MIRROR", loopback_server.url + "/m/")
