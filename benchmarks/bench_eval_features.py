@@ -31,8 +31,8 @@ machine may be shared).
 
 Usage::
 
-    python benchmarks/bench_eval_features.py                 # msmt17, 2048-d and 512-d
-    python benchmarks/bench_eval_features.py --size market --dims 512 --cython PATH/rank_cy.cpython-311-x86_64-linux-gnu.so
+    python -m benchmarks.bench_eval_features                 # msmt17, 2048-d and 512-d
+    python -m benchmarks.bench_eval_features --size market --dims 512 --cython PATH/rank_cy.cpython-311-x86_64-linux-gnu.so
 """
 
 from __future__ import annotations
@@ -53,12 +53,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(BENCHMARKS))
 
-import bench_rank  # noqa: E402
-from bench_rank import SIZES, Features  # noqa: E402
+from benchmarks import bench_rank  # noqa: E402
+from benchmarks.bench_rank import SIZES, Features  # noqa: E402
 
 #: Bytes per distance that torchreid's path may hold at its peak, to size its
 #: subset safely: the float32 matrix, Cython's int64 argsort, ``g_pids[indices]``
@@ -146,7 +143,7 @@ def ours(features: Features, rows: int) -> Callable[[], tuple]:
 
 
 def torchreid(features: Features, rows: int, cython_path: Optional[str]) -> Callable[[], tuple]:
-    import oracle
+    from tests import oracle
 
     compute_distance_matrix = oracle.load("metrics/distance.py").compute_distance_matrix
     evaluate_cy = bench_rank.load_cython(cython_path)

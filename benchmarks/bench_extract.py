@@ -30,9 +30,9 @@ similarity per image) and bf16 with our fp32.
 
 Usage::
 
-    python benchmarks/bench_extract.py                      # resnet50 and osnet_x1_0, 512 images
-    python benchmarks/bench_extract.py --models osnet_x1_0 --images 256 --rounds 3 --ablation
-    python benchmarks/bench_extract.py --crops --images 256 --rounds 3
+    python -m benchmarks.bench_extract                      # resnet50 and osnet_x1_0, 512 images
+    python -m benchmarks.bench_extract --models osnet_x1_0 --images 256 --rounds 3 --ablation
+    python -m benchmarks.bench_extract --crops --images 256 --rounds 3
 """
 
 from __future__ import annotations
@@ -55,10 +55,10 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 import modelzoo  # noqa: E402
-from modelzoo.evaluation.features import cpu_has_native_bf16, extract_features  # noqa: E402
+from modelzoo.devices import cpu_has_native_bf16  # noqa: E402
+from modelzoo.inference.features import extract_features  # noqa: E402
 
 TORCHREID_CHUNK = 64
 CROP_SIZES = ((128, 64), (256, 128), (160, 64), (192, 96))  # (height, width) of person crops
@@ -306,9 +306,7 @@ def main() -> None:
         paths = write_images(Path(folder), args.images)
         for name in args.models:
             torch.manual_seed(0)
-            model = modelzoo.build(name, num_classes=751).eval()
-            model.modelzoo_transform = modelzoo.transforms(name)
-            model.modelzoo_record = modelzoo.info(name)
+            model = modelzoo.build(name, num_classes=751).eval()  # with its eval transform
             methods = methods_for(name, model, args, paths)
             print(f"{name}:", file=sys.stderr)
             measure(methods, paths, args.rounds)

@@ -31,7 +31,7 @@ average is printed with the tables.  torchreid is a reference oracle (the
 
 Usage::
 
-    python benchmarks/bench_load.py [--repeats 9] [--threads 1]
+    python -m benchmarks.bench_load [--repeats 9] [--threads 1]
 """
 
 from __future__ import annotations
@@ -57,8 +57,6 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 HEAVY_MODULES = ("torch", "torchvision", "numpy", "requests", "huggingface_hub", "safetensors", "PIL", "tqdm")
 
@@ -100,7 +98,7 @@ def torchreid_load_pretrained_weights() -> Callable:
     ``load_pretrained_weights`` does not use); stand-in packages satisfy that
     import while the file loads and are removed afterwards.
     """
-    import oracle
+    from tests import oracle
 
     stand_ins = {}
     for name in ("torchreid", "torchreid.reid", "torchreid.reid.utils", "torchreid.reid.utils.tools"):
@@ -120,7 +118,7 @@ def torchreid_load_pretrained_weights() -> Callable:
 
 
 def torchreid_resnet50() -> torch.nn.Module:
-    import oracle
+    from tests import oracle
 
     return oracle.load("models/resnet.py").resnet50(num_classes=751, loss="softmax", pretrained=False)
 
@@ -153,7 +151,7 @@ def reference_torch_load() -> Iterator[None]:
 
 def training_checkpoint(model: torch.nn.Module, seed: int = 0) -> dict:
     """What torchreid's engine saves: state dict, Adam and scheduler state, epoch, rank1 (NumPy)."""
-    from weights import deterministic_state_dict
+    from modelzoo.testing.weights import deterministic_state_dict
 
     state = deterministic_state_dict(model, seed=seed)
     model.load_state_dict(state)
@@ -179,9 +177,9 @@ def publish(name: str, folder: Path, pth_tar: Path | None = None) -> None:
     mirror's file holds exactly those bytes (inside a QMUL zip for ResNet-50).
     """
     import modelzoo
-    from ckptgen import qmul_stem, write_for_checkpoint
+    from modelzoo.testing.checkpoints import qmul_stem, write_for_checkpoint
     from modelzoo import manifest
-    from weights import deterministic_state_dict
+    from modelzoo.testing.weights import deterministic_state_dict
 
     checkpoint = manifest.resolve_checkpoint(name, "market1501")
     model = modelzoo.build(name, num_classes=checkpoint.num_classes)
@@ -203,7 +201,7 @@ def publish(name: str, folder: Path, pth_tar: Path | None = None) -> None:
 def bench_checkpoint(pth_tar: Path, repeats: int) -> list[str]:
     import modelzoo
     from modelzoo import fetch, manifest
-    from modelzoo.checkpoint import safetensors_path
+    from modelzoo.fetch.store import CheckpointStore
 
     load_pretrained_weights = torchreid_load_pretrained_weights()
     checkpoint = manifest.resolve_checkpoint("resnet50", "market1501")
@@ -230,7 +228,7 @@ def bench_checkpoint(pth_tar: Path, repeats: int) -> list[str]:
     _check_same_weights(theirs_built, ours_built)
     times = interleaved({"theirs": theirs_into_built, "ours": ours_into_built,
                          "theirs+build": theirs_with_build, "ours+build": ours_with_build}, repeats)
-    copy = safetensors_path(fetch.download(checkpoint, progress=False))
+    copy = CheckpointStore.copy_path(fetch.download(checkpoint, progress=False))
     size_mb = {"pth": pth_tar.stat().st_size / 1e6, "st": copy.stat().st_size / 1e6}
     rows = [
         "| ResNet-50 weights, warm page cache | torchreid 0.2.5 `load_pretrained_weights` (ms) "

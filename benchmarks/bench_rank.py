@@ -27,8 +27,8 @@ from ``compute_distance`` like a real evaluation's.
 
 Usage::
 
-    python benchmarks/bench_rank.py --size market
-    python benchmarks/bench_rank.py --size msmt17 --cython /path/to/rank_cy.cpython-311-x86_64-linux-gnu.so
+    python -m benchmarks.bench_rank --size market
+    python -m benchmarks.bench_rank --size msmt17 --cython /path/to/rank_cy.cpython-311-x86_64-linux-gnu.so
 """
 
 from __future__ import annotations
@@ -49,8 +49,6 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 from modelzoo.evaluation import compute_distance, evaluate_rank  # noqa: E402
 from modelzoo.evaluation._parallel import resolve_threads  # noqa: E402
@@ -175,7 +173,7 @@ def load_cython(path: Optional[str]) -> Optional[Callable]:
 
 
 def reference_python() -> Callable:
-    import oracle
+    from tests import oracle
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -1,4 +1,4 @@
-"""reid-modelzoo: torchreid's person re-ID model zoo, verified, in one line.
+"""reid-modelzoo: person re-identification model zoos, verified, in one line.
 
 >>> import modelzoo
 >>> model = modelzoo.get("resnet50_fc512", "market1501")   # doctest: +SKIP
@@ -17,14 +17,19 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "get": "modelzoo.hub",
-    "load_weights": "modelzoo.hub",
-    "build": "modelzoo.hub",
-    "transforms": "modelzoo.hub",
+    "get": "modelzoo.models",
+    "load_weights": "modelzoo.models",
+    "build": "modelzoo.models",
+    "transforms": "modelzoo.models",
+    "model_info": "modelzoo.models",
+    "ModelInfo": "modelzoo.models",
     "list_models": "modelzoo.manifest",
+    "list_checkpoints": "modelzoo.manifest",
+    "checkpoint_info": "modelzoo.manifest",
     "download": "modelzoo.fetch",
     "evaluate": "modelzoo.evaluation.pipeline",
-    "FeatureExtractor": "modelzoo.extractor",
+    "extract_features": "modelzoo.inference",
+    "FeatureExtractor": "modelzoo.inference",
     "LoadReport": "modelzoo.loading",
 }
 
@@ -34,12 +39,23 @@ __all__ = [*_EXPORTS, "info", "errors", "__version__"]
 def info(name: str) -> Any:
     """The manifest record of a model (``modelzoo.manifest.ModelRecord``).
 
-    ``info('resnet50_fc512').checkpoints['market1501'].rank1 == 90.8``.
-    A ``name.dataset`` suffix is ignored; use ``.checkpoints[dataset]``.
-    """
-    from modelzoo.manifest import resolve_name
+    ``info('resnet50_fc512').checkpoints['market1501'].rank1 == 90.8``.  A
+    checkpoint's own record is :func:`checkpoint_info` (``checkpoint_info('osnet_x1_0.msmt17')``);
+    ``info`` refuses a ``name.tag`` rather than drop the tag.
 
-    return resolve_name(name.split(".", 1)[0])
+    Raises:
+        UnknownModelError: unknown model, or a ``name.tag`` (says to use ``checkpoint_info``).
+    """
+    from modelzoo.errors import UnknownModelError
+    from modelzoo.manifest import resolve_name, split_name
+
+    model, tag = split_name(name)
+    if tag is not None:
+        raise UnknownModelError(
+            f"info() takes a model name; {name!r} names a checkpoint: use modelzoo.checkpoint_info({name!r}) "
+            f"or modelzoo.info({model!r}).checkpoints[{tag!r}]"
+        )
+    return resolve_name(model)
 
 
 def __getattr__(name: str) -> Any:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -52,13 +53,12 @@ def checkpoints_dir() -> Path:
     return home() / "checkpoints"
 
 
-def mirrors() -> list[str]:
+def env_mirrors() -> list[str]:
     """Bases from ``MODELZOO_MIRROR``, in order, blanks dropped."""
-    raw = os.environ.get("MODELZOO_MIRROR", "")
-    return [part.strip() for part in raw.split(",") if part.strip()]
+    return _split_bases(os.environ.get("MODELZOO_MIRROR", ""))
 
 
-def offline() -> bool:
+def env_offline() -> bool:
     """True when ``MODELZOO_OFFLINE`` or ``HF_HUB_OFFLINE`` is set to a true value."""
     return _flag("MODELZOO_OFFLINE") or _flag("HF_HUB_OFFLINE")
 
@@ -76,6 +76,56 @@ def manifest_dir() -> Path:
     if PACKAGE_MANIFEST_DIR.is_dir():
         return PACKAGE_MANIFEST_DIR
     return SOURCE_MANIFEST_DIR
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """Where checkpoints are cached and fetched from: the arguments a caller gave, the environment otherwise.
+
+    Attributes:
+        cache_dir: the cache root (``MODELZOO_HOME``); checkpoints live in its ``checkpoints/`` folder.
+        mirrors: bases tried before the manifest's sources (``MODELZOO_MIRROR``).
+        offline: never touch the network (``MODELZOO_OFFLINE`` / ``HF_HUB_OFFLINE``).
+        gdrive_url: the Google Drive download endpoint (``MODELZOO_GDRIVE_URL``).
+    """
+
+    cache_dir: Path
+    mirrors: tuple[str, ...]
+    offline: bool
+    gdrive_url: str
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        """Folder holding verified checkpoints, one sub-folder per model."""
+        return self.cache_dir / "checkpoints"
+
+
+def fetch_settings(
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    mirrors: str | Sequence[str] | None = None,
+    offline: bool | None = None,
+) -> FetchSettings:
+    """The settings of one call: each argument given wins over its environment variable.
+
+    Args:
+        cache_dir: the cache root (default ``MODELZOO_HOME``, else the XDG cache folder).
+        mirrors: mirror bases, a sequence or one comma-separated string
+            (default ``MODELZOO_MIRROR``); an empty sequence means none.
+        offline: never use the network (default ``MODELZOO_OFFLINE`` or ``HF_HUB_OFFLINE``).
+    """
+    if isinstance(mirrors, str):
+        mirrors = _split_bases(mirrors)
+    return FetchSettings(
+        cache_dir=Path(cache_dir).expanduser() if cache_dir is not None else home(),
+        mirrors=tuple(mirrors) if mirrors is not None else tuple(env_mirrors()),
+        offline=bool(offline) if offline is not None else env_offline(),
+        gdrive_url=gdrive_url(),
+    )
+
+
+def _split_bases(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
 
 
 @dataclass(frozen=True)

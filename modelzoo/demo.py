@@ -4,7 +4,8 @@
 2. Write a checkpoint for the chosen architecture in torchreid's format
    (randomly initialised weights), under its original file name, in a mirror
    folder, and serve that folder from a loopback HTTP server.
-3. With a fresh cache and ``MODELZOO_MIRROR`` pointing at the server:
+3. With a fresh cache in the work folder and the server as the only mirror
+   (passed as arguments: the environment is left alone):
    ``modelzoo.get`` -> ``modelzoo.evaluate`` -> a verify-style report.
 
 These are synthetic images and untrained weights: the numbers show that the
@@ -14,14 +15,10 @@ machinery works here, and say nothing about the published benchmark.
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.server
 import logging
-import os
 import tempfile
-import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -32,57 +29,7 @@ NOTE = (
 )
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args) -> None:  # noqa: A002  (http.server's name)
-        logger.debug("demo server: " + format, *args)
-
-
-@contextlib.contextmanager
-def serve_directory(directory: Path) -> Iterator[str]:
-    """Serve ``directory`` on 127.0.0.1 (a free port) for the duration; yields the base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@contextlib.contextmanager
-def environment(**values: str) -> Iterator[None]:
-    """Set environment variables for the duration, then restore them."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def write_untrained_checkpoint(model_name: str, directory: Path) -> Path:
-    """A torchreid-format checkpoint of ``model_name`` (random init) named as the zoo names it."""
-    import torch
-
-    from modelzoo import hub, manifest
-
-    checkpoint = manifest.resolve_checkpoint(model_name, DATASET)
-    if checkpoint.format != "checkpoint":
-        raise ValueError(f"the demo serves bare checkpoints; pick a model such as osnet_x0_25, not {model_name}")
-    torch.manual_seed(0)
-    model = hub.build(checkpoint.model, num_classes=checkpoint.num_classes)
-    path = directory / checkpoint.filename
-    torch.save({"state_dict": model.state_dict(), "epoch": 0, "rank1": 0.0}, path)
-    return path
-
-
-def run_demo(workdir: Path | None = None, model: str = "osnet_x0_25", say=logger.info) -> int:
+def run_demo(workdir: Path | None = None, model: str = "osnet_x0_25", say: Callable[[str], None] = logger.info) -> int:
     """Run the demo; returns the exit code.
 
     ``say`` receives the lines meant for a person: the ``modelzoo demo``
@@ -91,35 +38,39 @@ def run_demo(workdir: Path | None = None, model: str = "osnet_x0_25", say=logger
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modelzoo-demo-")))
-        workdir = Path(workdir)
-        return _run(workdir, model, say)
+        return _run(Path(workdir), model, say)
 
 
-def _run(workdir: Path, model_name: str, say) -> int:
-    from modelzoo import hub
-    from modelzoo.datasets import synthetic
+def _run(workdir: Path, model_name: str, say: Callable[[str], None]) -> int:
+    from modelzoo import manifest
     from modelzoo.evaluation.pipeline import evaluate
     from modelzoo.evaluation.verify import VerificationRow, markdown_table, write_report
-    from modelzoo.manifest import resolve_checkpoint
+    from modelzoo.models import get, model_info
+    from modelzoo.testing import synthetic
+    from modelzoo.testing.checkpoints import write_untrained_checkpoint
+    from modelzoo.testing.server import serve_folder
 
+    checkpoint = manifest.resolve_checkpoint(model_name, DATASET)
     say(f"reid-modelzoo demo in {workdir}\n{NOTE}\n")
     data_root = synthetic.write_dataset(DATASET, workdir / "data", overwrite=True)
     say(f"1. wrote a synthetic Market-1501 layout under {data_root}")
     mirror = workdir / "mirror"
     mirror.mkdir(parents=True, exist_ok=True)
-    served = write_untrained_checkpoint(model_name, mirror)
-    say(f"2. wrote an untrained {model_name} checkpoint in torchreid's format: {served.name}")
-    with serve_directory(mirror) as url, environment(
-        MODELZOO_HOME=str(workdir / "cache"), MODELZOO_MIRROR=url, MODELZOO_OFFLINE="0", HF_HUB_OFFLINE="0"
-    ):
-        say(f"3. serving it at {url} (MODELZOO_MIRROR), fresh cache in {workdir / 'cache'}")
-        model = hub.get(model_name, DATASET, progress=False)
-        say(f"4. modelzoo.get: {model.load_report.summary()}, on {next(model.parameters()).device}")
-        result = evaluate(model, DATASET, data_root, progress=False)
+    served = write_untrained_checkpoint(checkpoint, mirror)
+    say(f"2. wrote an untrained {model_name} checkpoint in its zoo's format: {served.name}")
+    cache = workdir / "cache"
+    with serve_folder(mirror) as url:
+        say(f"3. serving it at {url} (the only mirror), fresh cache in {cache}")
+        model = get(checkpoint.name, progress=False, cache_dir=cache, mirrors=[url], offline=False)
+        info = model_info(model)
+        report = info.load_report if info is not None else None
+        say(f"4. modelzoo.get: {report.summary() if report else 'no weights'}, on {next(model.parameters()).device}")
+    result = evaluate(model, DATASET, data_root, progress=False)
     say(f"5. modelzoo.evaluate:\n{result.summary()}\n")
-    published = resolve_checkpoint(model_name, DATASET).same_domain
+    published = checkpoint.same_domain
+    assert published is not None  # the demo's checkpoints are same-domain ones
     row = VerificationRow(
-        checkpoint=f"{model_name}.{DATASET}", dataset=DATASET, published_rank1=published.rank1,
+        checkpoint=checkpoint.name, dataset=DATASET, published_rank1=published.rank1,
         published_mAP=published.mAP, tolerance=0.5, measured=result,
     )
     say(markdown_table([row]))

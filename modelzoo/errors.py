@@ -1,10 +1,12 @@
-"""Typed errors of reid-modelzoo.
+"""Every exception reid-modelzoo raises on purpose, in one place.
 
 Every error says what went wrong *and* what to do next.  Each one also
 subclasses the built-in exception a caller would naturally catch
 (``KeyError`` for an unknown name, ``FileNotFoundError`` for a file that is
 not cached, ...), so ``except KeyError`` keeps working for code that does not
 know about this module.
+
+This module imports nothing: every other part of the package may use it.
 """
 
 from __future__ import annotations
@@ -18,15 +20,23 @@ class ManifestError(ModelZooError, ValueError):
     """A manifest file is malformed: names the file and the field."""
 
 
-class UnknownModelError(ModelZooError, KeyError):
-    """A model, checkpoint or dataset name that the zoo does not know."""
+class UnknownNameError(ModelZooError, KeyError):
+    """A name the zoo does not know: a model, a checkpoint of a model, or a dataset."""
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
 
 
-class UnknownDatasetError(UnknownModelError):
-    """A dataset name that the model has no checkpoint for."""
+class UnknownModelError(UnknownNameError):
+    """A model name (or alias) that is not in the zoo; the message suggests the closest."""
+
+
+class UnknownCheckpointError(UnknownNameError):
+    """A model has no checkpoint of that key (``resnet50.veri``); the message lists the ones it has."""
+
+
+class UnknownDatasetError(UnknownNameError):
+    """A dataset name that is not one of the datasets the package reads."""
 
 
 class DownloadError(ModelZooError, OSError):
@@ -49,6 +59,10 @@ class CheckpointFormatError(ModelZooError, ValueError):
     """A file that is not a readable checkpoint (HTML page, truncated, not a state dict)."""
 
 
+class SafetensorsFormatError(CheckpointFormatError):
+    """A file that is not a well-formed safetensors file (bad header, offsets or dtype)."""
+
+
 class ArchiveError(ModelZooError, ValueError):
     """A downloaded archive is unsafe or does not hold exactly one weights file."""
 
@@ -63,3 +77,15 @@ class DatasetLayoutError(ModelZooError, FileNotFoundError):
 
 class InsufficientMemoryError(ModelZooError, MemoryError):
     """A computation would need more memory than allowed: names the bytes needed."""
+
+
+class DeviceError(ModelZooError, RuntimeError):
+    """A device (or a precision on a device) that this machine does not have."""
+
+
+class DistributedError(ModelZooError, RuntimeError):
+    """Distributed extraction failed on some rank, or the ranks disagree."""
+
+
+class ExportError(ModelZooError, RuntimeError):
+    """An exported file does not compute what the PyTorch model computes (nothing was kept)."""

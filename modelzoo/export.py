@@ -24,17 +24,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from modelzoo.errors import ModelZooError
+from modelzoo.errors import ExportError
+from modelzoo.fetch.store import unique_temp_file
+from modelzoo.models import ModelInfo, get, model_info
 
 logger = logging.getLogger(__name__)
 
 INPUT_NAME, OUTPUT_NAME = "images", "features"
 #: Largest difference allowed, relative to the largest feature value.
 RELATIVE_TOLERANCE = 1e-4
-
-
-class ExportError(ModelZooError, RuntimeError):
-    """The exported file does not compute what the PyTorch model computes (nothing was kept)."""
 
 
 @dataclass(frozen=True)
@@ -75,21 +73,20 @@ def export_onnx(
         ImportError: the ``export`` extra is not installed.
         ExportError: the exported file computes something else.
     """
-    from modelzoo.fetch.cache import temp_path
-
     _require("onnx", "onnxscript", *(["onnxruntime"] if check else []))
     if isinstance(model, str):
-        from modelzoo.hub import get
-
         model = get(model, dataset, device="cpu")
-    height, width = _input_size(model)
+    elif dataset is not None:
+        raise ValueError("dataset= names the checkpoint of a model given by name; the model given holds its weights")
+    info = _info(model)
+    height, width = info.preprocessing.input_size
     target = Path(output)
-    temp = temp_path(target.parent, target.name)
+    temp = unique_temp_file(target.parent, ".export-", target.name)
     was_training = model.training
     model.eval()
     try:
         _export(model, temp, height, width)
-        _write_metadata(temp, model)
+        _write_metadata(temp, info)
         result = _compare_with_torch(model, temp, height, width) if check else None
         os.replace(temp, target)
     finally:
@@ -109,14 +106,12 @@ def _require(*modules: str) -> None:
         raise ImportError(f"ONNX export needs {', '.join(missing)}: pip install 'reid-modelzoo[export]'")
 
 
-def _input_size(model: nn.Module) -> tuple[int, int]:
-    checkpoint = getattr(model, "modelzoo_checkpoint", None)
-    if checkpoint is not None:
-        return tuple(checkpoint.preprocessing.input_size)
-    record = getattr(model, "modelzoo_record", None)
-    if record is None:
-        raise ValueError("cannot tell the model's input size: export a model from modelzoo.get or modelzoo.build")
-    return tuple(record.input_size)
+def _info(model: nn.Module) -> ModelInfo:
+    info = model_info(model)
+    if info is None:
+        raise ValueError("cannot tell the model's input size and preprocessing: export a model from "
+                         "modelzoo.get or modelzoo.build")
+    return info
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -131,21 +126,19 @@ def _export(model: nn.Module, path: Path, height: int, width: int) -> None:
     )
 
 
-def _write_metadata(path: Path, model: nn.Module) -> None:
+def _write_metadata(path: Path, info: ModelInfo) -> None:
     """Record the preprocessing the file expects, for whoever deploys it."""
     import json
 
     import onnx
 
     proto = onnx.load(str(path))
-    checkpoint = getattr(model, "modelzoo_checkpoint", None)
-    record = getattr(model, "modelzoo_record", None)
-    entries = {"modelzoo_model": record.name if record else type(model).__name__}
-    if checkpoint is not None:
-        pre = checkpoint.preprocessing
-        entries.update(modelzoo_checkpoint=checkpoint.name, input_size=json.dumps(list(pre.input_size)),
-                       mean=json.dumps(list(pre.mean)), std=json.dumps(list(pre.std)), color="RGB",
-                       resize=pre.interpolation, distance=checkpoint.distance)
+    pre = info.preprocessing
+    entries = {"modelzoo_model": info.record.name}
+    if info.checkpoint is not None:
+        entries["modelzoo_checkpoint"] = info.checkpoint.name
+    entries.update(input_size=json.dumps(list(pre.input_size)), mean=json.dumps(list(pre.mean)),
+                   std=json.dumps(list(pre.std)), color="RGB", resize=pre.interpolation, distance=info.distance)
     for key, value in entries.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

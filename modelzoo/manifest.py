@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from modelzoo import config
-from modelzoo.errors import ManifestError, UnknownDatasetError, UnknownModelError
-from modelzoo.names import DATASET_NAMES, dataset_name
+from modelzoo.errors import ManifestError, UnknownCheckpointError, UnknownModelError
+from modelzoo.formats.digest import is_sha256
+from modelzoo.names import DATASET_NAMES, dataset_key
 
 DATASETS = DATASET_NAMES
 SOURCE_KINDS = ("http", "gdrive", "hf")
@@ -206,7 +207,13 @@ def _parse_source(data: Any, default_format: str, where: str) -> Source:
 def _parse_result(data: Any, where: str) -> Result:
     data = _check_fields(data, _RESULT_FIELDS, where, _RESULT_OPTIONAL)
     _one_of(data["dataset"], DATASETS, f"{where}.dataset")
-    return Result(**{k: (float(v) if k != "dataset" else v) for k, v in data.items()})
+    optional = {k: float(data[k]) for k in _RESULT_OPTIONAL if k in data}
+    return Result(dataset=data["dataset"], rank1=float(data["rank1"]), mAP=float(data["mAP"]), **optional)
+
+
+def _triple(values: list) -> tuple[float, float, float]:
+    first, second, third = (float(v) for v in values)
+    return first, second, third
 
 
 def _parse_preprocessing(data: Any, where: str) -> Preprocessing:
@@ -217,8 +224,8 @@ def _parse_preprocessing(data: Any, where: str) -> Preprocessing:
     return Preprocessing(
         input_size=_pair(data["input_size"], f"{where}.input_size"),
         interpolation=_one_of(data["interpolation"], ("bilinear", "bicubic", "nearest"), f"{where}.interpolation"),
-        mean=tuple(float(v) for v in data["mean"]),
-        std=tuple(float(v) for v in data["std"]),
+        mean=_triple(data["mean"]),
+        std=_triple(data["std"]),
         color_order=_one_of(data["color_order"], ("RGB",), f"{where}.color_order"),
     )
 
@@ -230,8 +237,10 @@ def _parse_checkpoint(model: str, key: str, data: Any, where: str) -> Checkpoint
     if not sources:
         raise ManifestError(f"{where}.sources: a checkpoint needs at least one source")
     sha256 = data["sha256"]
-    if sha256 is not None and (len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256)):
+    if sha256 is not None and not is_sha256(sha256):
         raise ManifestError(f"{where}.sha256: expected 64 lowercase hex digits or null")
+    if data["size"] is not None and data["size"] <= 0:
+        raise ManifestError(f"{where}.size: expected a positive number of bytes or null")
     return Checkpoint(
         model=model,
         key=key,
@@ -331,8 +340,14 @@ def _alias_table() -> dict[str, str]:
 
 def resolve_name(name: str) -> ModelRecord:
     """The record for a canonical name or alias; raises UnknownModelError with suggestions."""
+    model_name, tag = split_name(name)
+    if tag is not None:
+        raise UnknownModelError(
+            f"{name!r} names a checkpoint, not a model: use the model name {model_name!r} "
+            "(and look the checkpoint up in its .checkpoints), or a function that takes checkpoints"
+        )
     table = _alias_table()
-    key = name.strip().lower()
+    key = model_name.lower()
     if key in table:
         return models()[table[key]]
     close = difflib.get_close_matches(key, list(table), n=3, cutoff=0.5)
@@ -340,9 +355,12 @@ def resolve_name(name: str) -> ModelRecord:
     raise UnknownModelError(f"unknown model {name!r}.{hint} Run `modelzoo list` to see every model.")
 
 
-def normalize_dataset(dataset: str) -> str:
-    """``market`` -> ``market1501`` etc.; other keys (``msmt17_combineall``) pass through."""
-    return dataset_name(dataset) or dataset.strip().lower()
+def split_name(name: str) -> tuple[str, str | None]:
+    """``"osnet_x1_0.msmt17"`` -> ``("osnet_x1_0", "msmt17")``; a name without a tag -> ``(name, None)``."""
+    if not isinstance(name, str) or not name.strip():
+        raise UnknownModelError(f"expected a model name such as 'osnet_x1_0', got {name!r}")
+    model, dot, tag = name.strip().partition(".")
+    return model, (tag if dot else None)
 
 
 def resolve_checkpoint(name: str, dataset: str | None = None) -> Checkpoint:
@@ -350,22 +368,44 @@ def resolve_checkpoint(name: str, dataset: str | None = None) -> Checkpoint:
 
     Without a dataset, the model's first checkpoint (Market-1501 for every seed
     model) is chosen.
+
+    Raises:
+        UnknownModelError: no such model.
+        UnknownCheckpointError: the model has no such checkpoint (or none at
+            all), or ``name.tag`` and ``dataset`` disagree.
     """
-    if dataset is None and "." in name:
-        name, dataset = name.split(".", 1)
-    record = resolve_name(name)
+    model_name, tag = split_name(name)
+    if tag is not None and dataset is not None and dataset_key(tag) != dataset_key(dataset):
+        raise UnknownCheckpointError(
+            f"{name!r} names checkpoint {tag!r} but dataset={dataset!r} was also given; give one of them"
+        )
+    dataset = dataset if dataset is not None else tag
+    record = resolve_name(model_name)
     if not record.checkpoints:
-        raise UnknownDatasetError(f"{record.name} has no trained checkpoint in the zoo.")
+        raise UnknownCheckpointError(f"{record.name} has no trained checkpoint in the zoo.")
     if dataset is None:
         return next(iter(record.checkpoints.values()))
-    key = normalize_dataset(dataset)
+    key = dataset_key(dataset)
     if key not in record.checkpoints:
         have = ", ".join(record.checkpoints)
-        raise UnknownDatasetError(
+        raise UnknownCheckpointError(
             f"{record.name} has no checkpoint for dataset {dataset!r}; it has: {have}. "
             f"Run `modelzoo info {record.name}` for details."
         )
     return record.checkpoints[key]
+
+
+def checkpoint_info(name: str, dataset: str | None = None) -> Checkpoint:
+    """The manifest record of a checkpoint: ``checkpoint_info("osnet_x1_0.msmt17").rank1 == 74.9``.
+
+    Args:
+        name: ``name.tag``, or a model name with ``dataset`` (default: its first checkpoint).
+        dataset: the checkpoint's key when ``name`` has no tag.
+
+    Raises:
+        UnknownModelError, UnknownCheckpointError: as :func:`resolve_checkpoint`.
+    """
+    return resolve_checkpoint(name, dataset)
 
 
 def list_models(pattern: str | None = None, dataset: str | None = None) -> list[str]:
@@ -376,13 +416,56 @@ def list_models(pattern: str | None = None, dataset: str | None = None) -> list[
             names and aliases.
         dataset: keep only models with a checkpoint for this dataset key
             (``"market1501"``, ``"duke"``, ``"msmt17_combineall"``, ...).
+
+    Raises:
+        UnknownCheckpointError: no model of the zoo has a checkpoint for ``dataset``.
     """
-    wanted = normalize_dataset(dataset) if dataset else None
+    wanted = _checked_key(dataset)
     names = []
     for record in models().values():
-        if pattern and not any(fnmatch.fnmatchcase(n, pattern.lower()) for n in (record.name, *record.aliases)):
+        if pattern and not _matches(record, pattern):
             continue
         if wanted and wanted not in record.checkpoints:
             continue
         names.append(record.name)
     return names
+
+
+def list_checkpoints(pattern: str | None = None, dataset: str | None = None) -> list[str]:
+    """Every checkpoint as ``name.tag`` (timm's ``list_pretrained``), in zoo order.
+
+    Args:
+        pattern: an fnmatch pattern matched against ``name.tag`` and against
+            the model's names alone (``"osnet*"``, ``"*.msmt17"``).
+        dataset: keep only checkpoints with this key (aliases accepted).
+
+    Raises:
+        UnknownCheckpointError: no model of the zoo has a checkpoint for ``dataset``.
+    """
+    wanted = _checked_key(dataset)
+    names = []
+    for record in models().values():
+        for checkpoint in record.checkpoints.values():
+            if wanted and checkpoint.key != wanted:
+                continue
+            if pattern and not (_matches(record, pattern) or fnmatch.fnmatchcase(checkpoint.name, pattern.lower())):
+                continue
+            names.append(checkpoint.name)
+    return names
+
+
+def _matches(record: ModelRecord, pattern: str) -> bool:
+    return any(fnmatch.fnmatchcase(n, pattern.lower()) for n in (record.name, *record.aliases))
+
+
+def _checked_key(dataset: str | None) -> str | None:
+    """The normalised checkpoint key, refused when no model has a checkpoint of that key."""
+    if dataset is None:
+        return None
+    key = dataset_key(dataset)
+    keys = {k for record in models().values() for k in record.checkpoints}
+    if key not in keys:
+        raise UnknownCheckpointError(
+            f"no checkpoint of the zoo is trained on {dataset!r}; the keys are: {', '.join(sorted(keys))}"
+        )
+    return key

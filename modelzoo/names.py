@@ -1,12 +1,19 @@
-"""The three benchmark datasets and the spellings users type for them (one table for the whole package)."""
+"""The datasets the package knows and the spellings users type for them (one table for the whole package).
+
+:func:`dataset_key` is the one normaliser of dataset names: every part of the
+package (manifest lookups, dataset readers, the command line) goes through it.
+"""
 
 from __future__ import annotations
 
+import difflib
 import re
+
+from modelzoo.errors import UnknownDatasetError
 
 DATASET_NAMES = ("market1501", "dukemtmcreid", "msmt17")
 
-# Keys are normalised (lower case, no '-', '_', ' ' or '.'): "Market-1501",
+# Keys are squashed (lower case, no '-', '_', ' ' or '.'): "Market-1501",
 # "market_1501" and "DukeMTMC-reID" all land here.
 DATASET_ALIASES = {
     "market1501": "market1501",
@@ -19,11 +26,34 @@ DATASET_ALIASES = {
 }
 
 
-def normalised(name: str) -> str:
-    """``"Market-1501"`` -> ``"market1501"``: the form :data:`DATASET_ALIASES` is keyed by."""
+def _squashed(name: str) -> str:
     return re.sub(r"[-_ .]", "", str(name).strip().lower())
 
 
-def dataset_name(name: str) -> str | None:
-    """The canonical dataset name for ``name`` or one of its aliases; None when it is none of them."""
-    return DATASET_ALIASES.get(normalised(name))
+def dataset_key(name: str) -> str:
+    """The canonical spelling of a dataset or checkpoint key.
+
+    A dataset alias becomes the dataset's name (``"Market-1501"``, ``"market"``
+    -> ``"market1501"``); any other key is only trimmed and lower-cased
+    (``"msmt17_combineall"``, ``"imagenet"``), so checkpoint keys that are not
+    datasets pass through.
+    """
+    return DATASET_ALIASES.get(_squashed(name), str(name).strip().lower())
+
+
+def canonical_dataset(name: str) -> str:
+    """The name of a dataset the package reads, from any of its spellings.
+
+    Raises:
+        UnknownDatasetError: ``name`` is no known dataset; the message
+            suggests the closest names.
+    """
+    key = dataset_key(name)
+    if key in DATASET_NAMES:
+        return key
+    close = difflib.get_close_matches(_squashed(name), list(DATASET_ALIASES), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(sorted({DATASET_ALIASES[c] for c in close}))}?" if close else ""
+    raise UnknownDatasetError(
+        f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)} "
+        f"(aliases: market, duke, dukemtmc, msmt).{hint}"
+    )

@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import sys
 from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS))  # so tests can `import oracle`, `import weights`, `import ckptgen`
+pytest_plugins = ["tests.httpserver"]
 
-pytest_plugins = ["httpserver"]  # the loopback_server fixture, for every test package
+
+def pytest_collection_modifyitems(config, items):
+    """The one place ``cuda`` tests are skipped, with the reason, on a machine without a CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (none on this machine); run on a GPU machine")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)  # the loopback_server fixture, for every test package
 
 CLOSED_LOOPBACK_URL = "http://127.0.0.1:9/uc"  # port 9 (discard): nothing listens there
 
@@ -30,6 +38,14 @@ def _isolated_environment(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MODELZOO_GDRIVE_URL", CLOSED_LOOPBACK_URL)
     for name in ("MODELZOO_MIRROR", "MODELZOO_OFFLINE", "HF_HUB_OFFLINE", "MODELZOO_MANIFEST_DIR"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def state():
+    """Small toy weights (conv, BN, fc, classifier) that most format and fetch tests write."""
+    from modelzoo.testing.checkpoints import toy_state_dict
+
+    return toy_state_dict(seed=1)
 
 
 @pytest.fixture

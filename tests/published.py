@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 
 import modelzoo
-from ckptgen import write_for_checkpoint
+from modelzoo.testing.checkpoints import write_for_checkpoint
 from modelzoo import manifest
-from weights import deterministic_state_dict
+from modelzoo.testing.weights import deterministic_state_dict
 
 
 def published(name: str, dataset: str, mirror: Path, seed: int = 0):

@@ -6,10 +6,8 @@ import pytest
 import torch
 
 import modelzoo
-from modelzoo.devices import DeviceError, resolve_device
-
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
-
+from modelzoo.devices import resolve_device
+from modelzoo.errors import DeviceError
 
 def test_none_means_cuda_when_available_else_cpu():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
@@ -32,18 +30,16 @@ def test_cuda_without_cuda_says_so():
         resolve_device("cuda:0")
 
 
-@needs_cuda
 @pytest.mark.cuda
 def test_bare_cuda_gets_an_index():
     assert resolve_device("cuda").index == torch.cuda.current_device()
 
 
-@needs_cuda
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", ["osnet_x0_25", "hacnn"])
 def test_models_run_on_cuda_like_on_cpu(name):
     model = modelzoo.get(name, pretrained=False, device="cpu")
-    height, width = model.modelzoo_record.input_size
+    height, width = model.modelzoo_info.record.input_size
     images = torch.randn(2, 3, height, width)
     with torch.inference_mode():
         expected = model(images)

@@ -13,8 +13,10 @@ from torch import nn
 
 import modelzoo
 from modelzoo.cli import main
-from modelzoo.export import ExportError, export_onnx
-from published import published
+from modelzoo.errors import ExportError
+from modelzoo.export import export_onnx
+from modelzoo.models import attach_info
+from tests.published import published
 
 NAME, DATASET = "osnet_x0_25", "market1501"
 
@@ -70,8 +72,7 @@ class Drifting(nn.Module):
 
 
 def test_a_file_that_computes_something_else_is_not_kept(tmp_path):
-    model = Drifting()
-    model.modelzoo_record = modelzoo.info(NAME)  # the input size
+    model = attach_info(Drifting(), NAME)  # the input size
     with pytest.raises(ExportError, match="differs from PyTorch.*nothing was written"):
         export_onnx(model, tmp_path / "drift.onnx")
     assert list(tmp_path.iterdir()) == []  # neither the file nor a temporary one

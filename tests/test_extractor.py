@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 import modelzoo
-from modelzoo.evaluation.features import extract_features
-from published import published
+from modelzoo.inference.features import extract_features
+from tests.published import published
 
 NAME, DATASET = "osnet_x0_25", "market1501"
 DIM = modelzoo.info(NAME).feature_dim  # 512
@@ -111,7 +111,6 @@ def test_bad_settings_are_refused_before_loading(model):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_runs_on_cuda_and_returns_cpu_float32(model, precision):
     on_cpu = modelzoo.FeatureExtractor(model, device="cpu")(crops(), color="rgb")
@@ -123,7 +122,7 @@ def test_runs_on_cuda_and_returns_cpu_float32(model, precision):
 @pytest.mark.parametrize("name", modelzoo.list_models())
 def test_every_built_architecture_gives_features_of_its_published_width(name):
     model = modelzoo.build(name, num_classes=10)  # build() attaches its checkpoint's eval transform
-    assert repr(model.modelzoo_transform) == repr(modelzoo.transforms(name))
+    assert repr(model.modelzoo_info.transform) == repr(modelzoo.transforms(name))
     features = modelzoo.FeatureExtractor(model, device="cpu")(crops(2), color="bgr")
     assert features.shape == (2, modelzoo.info(name).feature_dim)
     assert torch.isfinite(features).all()

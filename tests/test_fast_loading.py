@@ -20,13 +20,12 @@ import torch
 from torch import nn
 
 import modelzoo
-from ckptgen import write_for_checkpoint
-from modelzoo import hub, manifest
-from modelzoo.checkpoint import load_cached_state_dict
+from modelzoo.testing.checkpoints import write_for_checkpoint
+from modelzoo import models as hub, manifest
 from modelzoo.errors import CheckpointMismatchError
 from modelzoo.loading import load_strict, meta_tensors, uninitialised_build
-from published import images, published
-from weights import deterministic_state_dict
+from tests.published import images, published
+from modelzoo.testing.weights import deterministic_state_dict
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,7 +54,7 @@ def test_adopted_weights_give_exact_outputs_and_ordinary_tensors(cache, mirror):
     model = modelzoo.get("osnet_x0_25", "market", device="cpu", progress=False)
     assert meta_tensors(model) == []
     assert_ordinary_tensors(model)
-    assert model.load_report.ok and len(model.load_report.matched) == len(state)
+    assert model.modelzoo_info.load_report.ok and len(model.modelzoo_info.load_report.matched) == len(state)
     with torch.inference_mode():
         torch.testing.assert_close(model(images()), reference(images()), rtol=0, atol=0)
 
@@ -80,24 +79,11 @@ def test_a_model_from_get_trains(mirror):
     torch.testing.assert_close(again.state_dict()["classifier.weight"], before["classifier.weight"], rtol=0, atol=0)
 
 
-@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc/self/maps")
-def test_cached_tensors_are_read_into_memory_not_mapped_from_the_cache_file(tmp_path):
-    weights = tmp_path / "w.pth"
-    torch.save({"a": torch.randn(300, 300), "b": torch.randn(7)}, weights)
-    load_cached_state_dict(None, weights)  # writes w.pth.safetensors
-    state = load_cached_state_dict(None, weights)  # reads it
-    mapped_files = [line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines()
-                    if len(line.split()) >= 6]
-    assert str(tmp_path / "w.pth.safetensors") not in mapped_files
-    state["a"].add_(1)  # writable
-    torch.testing.assert_close(load_cached_state_dict(None, weights)["a"] + 1, state["a"])
-
-
 def test_other_num_classes_is_built_normally_and_drops_only_the_classifier(mirror):
     _, state = published("osnet_x0_25", "market1501", mirror)
     model = modelzoo.get("osnet_x0_25", "market", device="cpu", num_classes=10, progress=False)
     classifier_keys = set(manifest.models()["osnet_x0_25"].classifier_keys)
-    assert set(model.load_report.dropped) == classifier_keys
+    assert set(model.modelzoo_info.load_report.dropped) == classifier_keys
     assert meta_tensors(model) == []
     assert_ordinary_tensors(model)
     assert model.classifier.weight.shape == (10, 512)
@@ -127,7 +113,7 @@ def test_falls_back_to_a_normal_build_with_the_same_result(obstacle, mirror, mon
     else:
         monkeypatch.setattr(hub, "meta_tensors", lambda model: ["some_buffer"])
     model = modelzoo.get("osnet_x0_25", "market", device="cpu", progress=False)
-    assert model.load_report.ok
+    assert model.modelzoo_info.load_report.ok
     assert_ordinary_tensors(model)
     with torch.inference_mode():
         torch.testing.assert_close(model(images()), reference(images()), rtol=0, atol=0)

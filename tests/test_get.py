@@ -1,12 +1,11 @@
-"""``modelzoo.get``: every manifest checkpoint loads, in its real format, from a mirror.
+"""``modelzoo.get``: manifest -> cache -> build -> strict load, tested where each thing varies.
 
-For each checkpoint of the manifest, a file is generated in that entry's real
-format (QMUL zip holding a Python-2-era checkpoint, a bare legacy
-``.pth.tar``, or a bare state dict for the Drive-era files) with deterministic
-weights and the checkpoint's number of classes, placed in a local mirror, and
-loaded through ``get()``; the result must reproduce the generated model's
-outputs.  Parametrized over the manifest, so a new entry is tested without new
-test code.
+* every checkpoint of the manifest: its architecture, built on the meta device
+  (no memory, no time), holds exactly the classifier the manifest declares;
+* every vintage and container the zoo used, end to end with one small network;
+* every architecture, end to end once, from a file in its entry's real format.
+
+Parametrized over the manifest, so a new entry is tested without new test code.
 """
 
 from __future__ import annotations
@@ -17,12 +16,16 @@ import pytest
 import torch
 
 import modelzoo
-from ckptgen import write_for_checkpoint
 from modelzoo import manifest
-from modelzoo.errors import CheckpointMismatchError, DownloadError, UnknownModelError
-from weights import deterministic_state_dict
+from modelzoo.errors import CheckpointMismatchError, DownloadError, UnknownCheckpointError, UnknownModelError
+from modelzoo.loading import uninitialised_build
+from modelzoo.testing.checkpoints import VINTAGES, write_for_checkpoint
+from modelzoo.testing.weights import deterministic_state_dict
 
-CHECKPOINTS = [c for r in manifest.models().values() for c in r.checkpoints.values()]
+RECORDS = list(manifest.models().values())
+CHECKPOINTS = [c for r in RECORDS for c in r.checkpoints.values()]
+SMALL = "osnet_x0_25.market1501"  # a bare Drive-era file
+SMALL_ZIP = "shufflenet.market1501"  # a QMUL zip
 
 
 def vintage_for(checkpoint: manifest.Checkpoint) -> str:
@@ -36,7 +39,7 @@ def vintage_for(checkpoint: manifest.Checkpoint) -> str:
 
 def reference(checkpoint: manifest.Checkpoint, seed: int = 0):
     """The model and state dict a published file would hold (deterministic weights)."""
-    model = modelzoo.build(checkpoint.model, num_classes=checkpoint.num_classes)
+    model = modelzoo.build(checkpoint.name)
     state = deterministic_state_dict(model, seed=seed)
     model.load_state_dict(state)
     return model.eval(), state
@@ -50,18 +53,47 @@ def images_for(checkpoint: manifest.Checkpoint, n: int = 2) -> torch.Tensor:
     return torch.randn(n, 3, height, width, generator=torch.Generator().manual_seed(3))
 
 
-@pytest.mark.parametrize("checkpoint", CHECKPOINTS, ids=lambda c: c.name)
-def test_every_checkpoint_loads_from_a_mirror_in_its_real_format(checkpoint, mirror):
+def assert_loads_exactly(checkpoint: manifest.Checkpoint, vintage: str, mirror) -> None:
     expected_model, state = reference(checkpoint)
     # ZIP_STORED: deflating 100 MB of random floats costs seconds per archive
-    write_for_checkpoint(checkpoint, mirror, state, vintage=vintage_for(checkpoint), compression=zipfile.ZIP_STORED)
+    write_for_checkpoint(checkpoint, mirror, state, vintage=vintage, compression=zipfile.ZIP_STORED)
     model = modelzoo.get(checkpoint.name, device="cpu", progress=False)
+    info = model.modelzoo_info
     assert not model.training
-    assert model.modelzoo_checkpoint == checkpoint
-    assert model.load_report.ok and len(model.load_report.matched) == len(state)
+    assert info.checkpoint == checkpoint and info.num_classes == checkpoint.num_classes
+    assert info.load_report.ok and len(info.load_report.matched) == len(state)
     images = images_for(checkpoint)
     with torch.inference_mode():
         torch.testing.assert_close(model(images), expected_model(images), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("checkpoint", CHECKPOINTS, ids=lambda c: c.name)
+def test_every_checkpoint_declares_the_classifier_its_architecture_has(checkpoint):
+    record = manifest.models()[checkpoint.model]
+    with uninitialised_build():
+        state = modelzoo.build(checkpoint.name).state_dict()
+    assert set(record.classifier_keys) <= set(state)
+    for key in record.classifier_keys:
+        assert state[key].shape[0] == checkpoint.num_classes, key
+    with uninitialised_build():
+        headless = modelzoo.build(checkpoint.name, num_classes=0).state_dict()
+    assert set(state) - set(headless) == set(record.classifier_keys)
+
+
+@pytest.mark.parametrize("vintage", VINTAGES)
+def test_every_vintage_loads_end_to_end(vintage, mirror):
+    assert_loads_exactly(manifest.resolve_checkpoint(SMALL), vintage, mirror)
+
+
+def test_a_qmul_zip_loads_end_to_end(mirror):
+    assert_loads_exactly(manifest.resolve_checkpoint(SMALL_ZIP), "py2", mirror)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("record", RECORDS, ids=lambda r: r.name)
+def test_every_architecture_loads_from_a_mirror_in_its_real_format(record, mirror):
+    checkpoint = next(iter(record.checkpoints.values()))
+    assert_loads_exactly(checkpoint, vintage_for(checkpoint), mirror)
 
 
 def test_second_get_reads_the_cached_safetensors_copy(mirror):
@@ -96,7 +128,7 @@ def test_other_num_classes_drops_only_the_declared_classifier(mirror):
     _, state = reference(checkpoint)
     write_for_checkpoint(checkpoint, mirror, state, vintage="py2")
     model = modelzoo.get("hacnn", "duke", device="cpu", num_classes=10, progress=False)
-    report = model.load_report
+    report = model.modelzoo_info.load_report
     assert set(report.dropped) == set(manifest.models()["hacnn"].classifier_keys)
     assert "classifier dropped on request" in report.summary()
     assert model.classifier_global.weight.shape[0] == 10
@@ -126,7 +158,7 @@ def test_missing_everywhere_is_an_error_never_random_weights(mirror):
 
 def test_pretrained_false_builds_without_any_download(mirror):
     model = modelzoo.get("mlfn", "msmt17", device="cpu", pretrained=False)
-    assert model.load_report is None and model.modelzoo_checkpoint is None
+    assert model.modelzoo_info.load_report is None and model.modelzoo_info.checkpoint is None
     assert model.classifier.out_features == 1041
     assert not model.training
 
@@ -134,7 +166,7 @@ def test_pretrained_false_builds_without_any_download(mirror):
 def test_unknown_names_raise_before_anything_is_built():
     with pytest.raises(UnknownModelError):
         modelzoo.get("resnet51", "market1501")
-    with pytest.raises(UnknownModelError, match="market1501, dukemtmcreid, msmt17"):
+    with pytest.raises(UnknownCheckpointError, match="market1501, dukemtmcreid, msmt17"):
         modelzoo.get("resnet50_fc512", "cuhk03")
 
 

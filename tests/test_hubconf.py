@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import modelzoo
-from ckptgen import write_for_checkpoint
+from modelzoo.testing.checkpoints import write_for_checkpoint
 from modelzoo import manifest
-from weights import deterministic_state_dict
+from modelzoo.testing.weights import deterministic_state_dict
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,11 +62,11 @@ def test_load_pretrained_from_a_local_mirror(tmp_path, monkeypatch):
 
 def test_load_without_weights_downloads_nothing():
     model = torch.hub.load(str(REPO), "osnet_ain_x0_25", source="local", device="cpu")
-    assert model.modelzoo_checkpoint is None and model.load_report is None
+    assert model.modelzoo_info.checkpoint is None and model.modelzoo_info.load_report is None
     with torch.inference_mode():
         assert model(torch.randn(1, 3, 256, 128)).shape == (1, 512)
 
 
 def test_load_through_the_github_style_cache(hub_cache):
     model = torch.hub.load(hub_cache, "osnet_x0_25", trust_repo=True, device="cpu")
-    assert model.modelzoo_record.name == "osnet_x0_25"
+    assert model.modelzoo_info.record.name == "osnet_x0_25"

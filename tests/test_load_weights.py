@@ -6,12 +6,11 @@ import pytest
 import torch
 
 import modelzoo
-from modelzoo import checkpoint as checkpoint_module
+from modelzoo.fetch.store import CheckpointStore
 from modelzoo import fetch, manifest
-from modelzoo.checkpoint import safetensors_path
 from modelzoo.errors import CheckpointMismatchError
-from modelzoo.safetensors_reader import SafetensorsFile
-from published import images, published
+from modelzoo.formats.safetensors_file import SafetensorsFile
+from tests.published import images, published
 
 NAME, DATASET = "osnet_x0_25", "market1501"
 
@@ -33,7 +32,7 @@ def forbid_general_path(monkeypatch) -> None:
     def general_path(*args, **kwargs):
         raise AssertionError("expected the bytes to be read straight into the model")
 
-    monkeypatch.setattr(checkpoint_module, "load_cached_state_dict", general_path)
+    monkeypatch.setattr(CheckpointStore, "load", general_path)
 
 
 @pytest.mark.parametrize("cache", ["cold", "warm"])
@@ -107,14 +106,14 @@ def test_other_dtypes_and_stale_copies_take_the_general_path(mirror):
 
     # a copy left by other weights (the file was replaced) is never read into the model
     weights = fetch.download(manifest.resolve_checkpoint(NAME, DATASET), progress=False)
-    copy = safetensors_path(weights)
+    copy = CheckpointStore.copy_path(weights)
     _, other_state = published(NAME, DATASET, mirror, seed=5)
     from safetensors.torch import save_file
 
     with SafetensorsFile.open(copy) as reader:
         metadata = dict(reader.metadata)
+    metadata["source_sha256"] = "0" * 64  # made from other weights than the record names
     save_file({k: v.contiguous() for k, v in other_state.items()}, str(copy), metadata=metadata)
-    weights.touch()  # the stamp no longer matches the weights file
     model = fresh_model()
     modelzoo.load_weights(model, NAME, DATASET, progress=False)
     assert_state_equal(model, state)
@@ -154,18 +153,18 @@ def test_get_shows_the_stored_training_record_and_says_it_is_not_the_zoo_figure(
     import logging
     import zipfile
 
-    from ckptgen import write_for_checkpoint
+    from modelzoo.testing.checkpoints import write_for_checkpoint
 
     checkpoint = manifest.resolve_checkpoint(NAME, DATASET)
     state = fresh_model().state_dict()
     write_for_checkpoint(checkpoint, mirror, state, vintage=vintage, compression=zipfile.ZIP_STORED)
-    with caplog.at_level(logging.INFO, logger="modelzoo.hub"):
+    with caplog.at_level(logging.INFO, logger="modelzoo.models"):
         cold = modelzoo.get(NAME, DATASET, device="cpu", progress=False)
     warm = modelzoo.get(NAME, DATASET, device="cpu", progress=False)  # from the safetensors copy's header
-    assert cold.modelzoo_training_record == warm.modelzoo_training_record == expected
+    assert cold.modelzoo_info.training_record == warm.modelzoo_info.training_record == expected
     said = [r.getMessage() for r in caplog.records if "training loop" in r.getMessage()]
     if expected:
         assert said and f"rank1={expected['rank1']}" in said[0] and f"({checkpoint.rank1:.1f})" in said[0]
     else:
         assert not said
-    assert modelzoo.get(NAME, DATASET, pretrained=False, device="cpu").modelzoo_training_record == {}
+    assert modelzoo.get(NAME, DATASET, pretrained=False, device="cpu").modelzoo_info.training_record == {}

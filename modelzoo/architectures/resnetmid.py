@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from modelzoo.architectures._heads import ReIDModel, fc_embedding, check_builder_kwargs, init_reid_weights
+from modelzoo.architectures._heads import ReIDModel, check_builder_kwargs, classifier_layer, fc_layers, init_reid_weights
 from modelzoo.architectures._registry import register
 from modelzoo.architectures.resnet import EXPANSION, resnet50_stages
 
@@ -36,9 +36,9 @@ class ResNetMid(ReIDModel):
         self.stage_names = tuple(stages)
         self.global_avgpool = nn.AdaptiveAvgPool2d(1)
         block_dim = 512 * EXPANSION
-        self.fc_fusion = fc_embedding(2 * block_dim, (FUSION_DIM,))
+        self.fc_fusion = fc_layers(2 * block_dim, (FUSION_DIM,))
         self.feature_dim = FUSION_DIM + block_dim
-        self.classifier = nn.Linear(self.feature_dim, num_classes)
+        self.classifier = classifier_layer(self.feature_dim, num_classes)
         init_reid_weights(self)
 
     def layer4_outputs(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -47,7 +47,7 @@ class ResNetMid(ReIDModel):
         for name in self.stage_names[:-1]:
             x = self.get_submodule(name)(x)
         outputs = []
-        for block in self.get_submodule(self.stage_names[-1]):
+        for block in self.get_submodule(self.stage_names[-1]).children():
             x = block(x)
             outputs.append(x)
         return outputs

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -52,26 +54,52 @@ def _evaluation_kwargs(args: argparse.Namespace) -> dict:
     )
 
 
+@contextlib.contextmanager
+def _torchrun_group(device: str | None) -> Iterator[bool]:
+    """Under ``torchrun``: join its process group for the command, and leave it after; yields whether joined.
+
+    The command asks for distribution; the library never starts a group by itself.
+    """
+    import torch.distributed as dist
+
+    from modelzoo.inference.distributed import init_from_torchrun
+
+    already = dist.is_available() and dist.is_initialized()
+    joined = init_from_torchrun(device)
+    try:
+        yield joined
+    finally:
+        if joined and not already:
+            dist.destroy_process_group()
+
+
+def _is_first_rank(joined: bool) -> bool:
+    import torch.distributed as dist
+
+    return not joined or dist.get_rank() == 0
+
+
 def run_eval(args: argparse.Namespace) -> int:
     import json
 
-    from modelzoo.evaluation.distributed import is_main_process
     from modelzoo.evaluation.pipeline import evaluate
 
-    result = evaluate(args.name, args.dataset, args.data_root, **_evaluation_kwargs(args))
-    if is_main_process():  # under torchrun every rank has the result; rank 0 prints it
-        print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
+    with _torchrun_group(args.device) as joined:
+        result = evaluate(args.name, args.dataset, args.data_root, distributed=joined, **_evaluation_kwargs(args))
+        if _is_first_rank(joined):  # under torchrun every rank has the result; rank 0 prints it
+            print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
     return 0
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from modelzoo.evaluation.distributed import is_main_process
     from modelzoo.evaluation.verify import markdown_table, verify, write_report
 
-    rows = verify(args.names, args.datasets, data_root=args.data_root, tolerance=args.tolerance,
-                  **_evaluation_kwargs(args))
+    with _torchrun_group(args.device) as joined:
+        rows = verify(args.names, args.datasets, data_root=args.data_root, tolerance=args.tolerance,
+                      distributed=joined, **_evaluation_kwargs(args))
+        first = _is_first_rank(joined)
     failed = sum(not r.passed for r in rows)
-    if not is_main_process():  # under torchrun every rank has the same rows; rank 0 reports them
+    if not first:  # under torchrun every rank has the same rows; rank 0 reports them
         return 1 if failed else 0
     print(markdown_table(rows))
     for row in rows:

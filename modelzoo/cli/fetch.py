@@ -113,7 +113,7 @@ def run_cache_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _human_size(size: int) -> str:
+def _human_size(size: float) -> str:
     for unit in ("B", "KB", "MB"):
         if size < 1000:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"

@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_list)
 
     p = subparsers.add_parser("info", help="one model's card: every checkpoint and source")
-    p.add_argument("name", help="model name, alias or name.dataset")
+    p.add_argument("name", help="model name or alias (name.dataset: only that checkpoint)")
     p.add_argument("--json", action="store_true", help="print the record as JSON")
     p.set_defaults(handler=run_info)
 
@@ -47,17 +47,21 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    name = args.name.split(".", 1)[0]
-    record = manifest.resolve_name(name)
+    model, tag = manifest.split_name(args.name)
+    record = manifest.resolve_name(model)
+    only = manifest.resolve_checkpoint(args.name).key if tag is not None else None
     if args.json:
-        print(json.dumps(_as_json(record), indent=2))
+        data = _as_json(record)
+        if only is not None:
+            data["checkpoints"] = {only: data["checkpoints"][only]}
+        print(json.dumps(data, indent=2))
         return 0
-    print(format_card(record))
+    print(format_card(record, only))
     return 0
 
 
-def format_card(record: manifest.ModelRecord) -> str:
-    """A human-readable card for one model."""
+def format_card(record: manifest.ModelRecord, only: str | None = None) -> str:
+    """A human-readable card for one model (``only``: show just that checkpoint)."""
     counted = "including the classifiers" if record.params_counted == "total" else "without the classifier"
     lines = [
         record.name + (f" (aliases: {', '.join(record.aliases)})" if record.aliases else ""),
@@ -69,6 +73,8 @@ def format_card(record: manifest.ModelRecord) -> str:
         "  checkpoints",
     ]
     for ckpt in record.checkpoints.values():
+        if only is not None and ckpt.key != only:
+            continue
         results = ", ".join(f"{r.dataset}: R1 {r.rank1:.1f} mAP {r.mAP:.1f}" for r in ckpt.results) or "no re-ID results"
         lines += [
             f"    {ckpt.name}  (trained on {ckpt.trained_on}, {ckpt.num_classes} classes, {ckpt.distance} distance)",

@@ -7,12 +7,12 @@ ImageRecord(path=PosixPath('.../query/0001_c1s1_001051_00.jpg'), pid=1, camid=0)
 ``data_root`` may be torchreid's root (holding ``market1501/``,
 ``dukemtmc-reid/``, ``msmt17/``), the dataset's own folder, or the versioned
 folder itself.  :func:`check_layout` (and ``doctor.doctor`` for the CLI) explain what is wrong
-with a folder and how to fix it; :mod:`modelzoo.datasets.synthetic` writes
+with a folder and how to fix it; :mod:`modelzoo.testing.synthetic` writes
 small datasets in the same layouts.
 """
 
 from modelzoo.datasets._base import ImageRecord, ReIDSplit
-from modelzoo.datasets._registry import DATASET_NAMES, canonical_name, read_dataset
+from modelzoo.datasets._registry import DATASET_NAMES, read_dataset
 # The ``doctor`` function stays in its module: exporting it here would shadow
 # the submodule ``modelzoo.datasets.doctor`` (use ``from modelzoo.datasets.doctor import doctor``).
 from modelzoo.datasets.doctor import Finding, check_layout, format_findings
@@ -22,7 +22,6 @@ __all__ = [
     "Finding",
     "ImageRecord",
     "ReIDSplit",
-    "canonical_name",
     "check_layout",
     "format_findings",
     "read_dataset",

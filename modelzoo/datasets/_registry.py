@@ -1,8 +1,7 @@
-"""Dataset names, their aliases, their readers, and :func:`read_dataset`."""
+"""Each dataset's reader, and :func:`read_dataset`."""
 
 from __future__ import annotations
 
-import difflib
 import logging
 
 from modelzoo.datasets._base import (
@@ -15,39 +14,13 @@ from modelzoo.datasets._base import (
 )
 from modelzoo.datasets.market import DUKEMTMCREID, MARKET1501, MarketStyleReader
 from modelzoo.datasets.msmt17 import MSMT17Reader
-from modelzoo.errors import UnknownModelError
-from modelzoo.names import DATASET_ALIASES, DATASET_NAMES, dataset_name, normalised
+from modelzoo.names import DATASET_NAMES, canonical_dataset
 
 logger = logging.getLogger(__name__)
 
-def canonical_name(name: str) -> str:
-    """The canonical dataset name of ``name`` or one of its aliases.
-
-    Args:
-        name: e.g. ``market1501``, ``Market-1501``, ``market``, ``duke``,
-            ``dukemtmc-reid``, ``msmt``.
-
-    Returns:
-        One of :data:`DATASET_NAMES`.
-
-    Raises:
-        UnknownModelError: (a ``KeyError``) the name is not a known dataset;
-            the message suggests the closest names.
-    """
-    canonical = dataset_name(name)
-    if canonical:
-        return canonical
-    close = difflib.get_close_matches(normalised(name), list(DATASET_ALIASES), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(sorted({DATASET_ALIASES[c] for c in close}))}?" if close else ""
-    raise UnknownModelError(
-        f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)} "
-        f"(aliases: market, duke, dukemtmc, msmt).{hint}"
-    )
-
-
 def reader_for(name: str) -> DatasetReader:
     """The reader of dataset ``name`` (aliases accepted)."""
-    canonical = canonical_name(name)
+    canonical = canonical_dataset(name)
     if canonical == "market1501":
         return MarketStyleReader(MARKET1501)
     if canonical == "dukemtmcreid":
@@ -69,7 +42,7 @@ def read_dataset(name: str, data_root: PathLike) -> ReIDSplit:
         training part is absent, since evaluation does not need it.
 
     Raises:
-        UnknownModelError: unknown dataset name.
+        UnknownDatasetError: unknown dataset name.
         DatasetLayoutError: the layout is wrong; the message says how to fix it.
     """
     reader = reader_for(name)

@@ -30,7 +30,7 @@ from modelzoo.datasets._base import (
 )
 from modelzoo.datasets._registry import DATASET_NAMES, reader_for
 from modelzoo.datasets.market import MarketStyleReader
-from modelzoo.errors import DatasetLayoutError, UnknownModelError
+from modelzoo.errors import DatasetLayoutError, UnknownDatasetError
 
 LEVELS = ("ok", "warning", "error")
 
@@ -89,7 +89,7 @@ def check_layout(
         The findings, in reading order.
 
     Raises:
-        UnknownModelError: unknown dataset name.
+        UnknownDatasetError: unknown dataset name.
     """
     reader = reader_for(name)
     try:
@@ -137,7 +137,7 @@ def doctor(
     """
     try:
         findings = check_layout(name, data_root, sample_per_split=sample_per_split)
-    except UnknownModelError as error:
+    except UnknownDatasetError as error:
         findings = [Finding("error", str(error), f"use one of {', '.join(DATASET_NAMES)}.")]
     header = f"modelzoo doctor: {name} in {data_root}"
     exit_code = 1 if any(finding.level == "error" for finding in findings) else 0

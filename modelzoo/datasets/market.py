@@ -120,7 +120,7 @@ DUKEMTMCREID = MarketStyleConfig(
 class MarketStyleReader:
     """Reads one Market-1501-style dataset; see :data:`MARKET1501`, :data:`DUKEMTMCREID`."""
 
-    splits = SPLITS
+    splits: tuple[str, ...] = SPLITS
 
     def __init__(self, config: MarketStyleConfig) -> None:
         """Bind the reader to one dataset configuration."""

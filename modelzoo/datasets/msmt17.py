@@ -64,7 +64,7 @@ class MSMT17Reader:
 
     name = "msmt17"
     display_name = "MSMT17"
-    splits = ("train", "val", "query", "gallery")
+    splits: tuple[str, ...] = ("train", "val", "query", "gallery")
 
     def locate(self, data_root: PathLike) -> Located:
         """Find the version folder and tell V1 from V2.

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Optional, TypeVar
+
+from modelzoo.devices import available_cpus
 
 Item = TypeVar("Item")
 
 #: Threads that scan a distance matrix by default: memory bandwidth, not
 #: cores, bounds the scan, and each thread holds one block's temporaries.
 MAX_DEFAULT_THREADS = 4
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def resolve_threads(num_threads: Optional[int]) -> int:

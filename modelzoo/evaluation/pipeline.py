@@ -9,10 +9,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from modelzoo.errors import UnknownDatasetError
+from modelzoo import manifest
+from modelzoo.errors import UnknownCheckpointError
+from modelzoo.inference.distributed import ProcessGroup
+from modelzoo.models import Mirrors, ModelInfo, get, model_info
+from modelzoo.names import canonical_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +71,11 @@ def evaluate(
     max_rank: int = 50,
     precision: str = "fp32",
     progress: bool = True,
+    distributed: bool = False,
+    process_group: ProcessGroup | None = None,
+    cache_dir: str | Path | None = None,
+    mirrors: Mirrors = None,
+    offline: bool | None = None,
 ) -> EvaluationResult:
     """Evaluate a re-ID model on the query/gallery split of ``dataset``.
 
@@ -81,28 +91,40 @@ def evaluate(
         metric: "euclidean" (squared) or "cosine"; default: the checkpoint's.
         max_rank: length of the CMC curve.
         precision: "fp32" (published setting) or opt-in "bf16"/"fp16".
-        progress: progress bars on a terminal.
+        progress: progress bars on a terminal (the download's too).
+        distributed: split the images across the ranks of the default
+            process group, which the caller has initialised (every rank must
+            call this alike; each gets the same result).  Off by default: a
+            process group alone never makes this function collective, so
+            ``if rank == 0: evaluate(...)`` works in a training loop.
+        process_group: split across this group instead (implies distributed).
+        cache_dir, mirrors, offline: where a named model's weights are cached
+            and fetched from (as ``modelzoo.get``).
 
-    Under ``torchrun`` every rank calls this alike: the images are split
-    across the ranks (each on GPU ``LOCAL_RANK``, or the CPU), the features
-    gathered in order, and every rank returns the same result.
+    Raises:
+        UnknownDatasetError: an unknown dataset.
+        DistributedError: ``distributed=True`` without a process group, or a
+            rank failed.
     """
-    from modelzoo import datasets, manifest
-    from modelzoo.evaluation.distributed import rank_device, world_size
+    from modelzoo import datasets
+    from modelzoo.inference.distributed import active_group, group_size, rank_device
 
-    dataset = manifest.normalize_dataset(dataset)
-    device = rank_device(device)  # under torchrun: this rank's GPU
-    model = _resolve_model(model_or_name, dataset, device)
-    checkpoint = getattr(model, "modelzoo_checkpoint", None)
-    metric = metric or (checkpoint.distance if checkpoint else "euclidean")
+    dataset = canonical_dataset(dataset)
+    group = active_group(distributed, process_group)
+    device = rank_device(device)
+    model = _resolve_model(model_or_name, dataset, device, progress, dict(cache_dir=cache_dir, mirrors=mirrors,
+                                                                         offline=offline))
+    info = model_info(model)
+    metric = metric or (info.distance if info is not None else "euclidean")
     split = datasets.read_dataset(dataset, data_root)
     started = time.perf_counter()
-    query, gallery = _features(model, split, device, batch_size, num_workers, precision, progress)
+    query, gallery = _features(model, split, group, device, batch_size, num_workers, precision, progress)
     extracted = time.perf_counter()
     ranking = _rank(query, gallery, split, metric, max_rank, rerank)
     finished = time.perf_counter()
     return _result(
-        model,
+        info,
+        type(model).__name__,
         dataset,
         split,
         ranking,
@@ -114,7 +136,7 @@ def evaluate(
             "batch_size": batch_size,
             "precision": precision,
             "device": str(device),
-            "processes": world_size(),
+            "processes": group_size(group),
             "data_root": str(split.root),
             "dataset_variant": getattr(split, "variant", dataset),
             "torch": torch.__version__,
@@ -123,41 +145,50 @@ def evaluate(
     )
 
 
-def _resolve_model(model_or_name: nn.Module | str, dataset: str, device) -> nn.Module:
+def _resolve_model(
+    model_or_name: nn.Module | str, dataset: str, device: torch.device, progress: bool, fetching: dict[str, Any]
+) -> nn.Module:
     if not isinstance(model_or_name, str):
+        given = sorted(name for name, value in fetching.items() if value is not None)
+        if given:
+            raise ValueError(f"{', '.join(given)} say where to fetch the weights of a model given by name; "
+                             "the model given already holds its weights")
         return model_or_name
-    from modelzoo import hub, manifest
-
     name = model_or_name
-    if "." not in name:
-        record = manifest.resolve_name(name)
+    model_name, tag = manifest.split_name(name)
+    if tag is None:
+        record = manifest.resolve_name(model_name)
         if dataset not in record.checkpoints:
-            raise UnknownDatasetError(
+            raise UnknownCheckpointError(
                 f"{record.name} has no checkpoint trained on {dataset}; name one of its checkpoints for a "
                 f"cross-domain evaluation, e.g. '{record.name}.{next(iter(record.checkpoints), 'market1501')}'"
             )
         name = f"{record.name}.{dataset}"
-    return hub.get(name, device=device)
+    return get(name, device=device, progress=progress, **fetching)
 
 
-def _features(model, split, device, batch_size, num_workers, precision, progress):
+def _features(model, split, group, device, batch_size, num_workers, precision, progress):
     """Query and gallery features from one extraction pass (one BatchNorm fold, one loader).
 
-    Under ``torchrun`` the images are split across the ranks and every rank
-    gets all the features, in order (:mod:`modelzoo.evaluation.distributed`).
+    In a process group the images are split across the ranks and every rank
+    gets all the features, in order (:mod:`modelzoo.inference.distributed`).
     """
-    from modelzoo.evaluation.distributed import extract_features_distributed
+    from modelzoo.inference.distributed import extract_features_distributed
+    from modelzoo.inference.features import extract_features
 
     paths = [r.path for r in split.query] + [r.path for r in split.gallery]
-    features = extract_features_distributed(
-        model, paths, batch_size=batch_size, num_workers=num_workers, device=device, precision=precision,
-        progress=progress, description="query + gallery")
+    options = dict(batch_size=batch_size, num_workers=num_workers, device=device, precision=precision,
+                   progress=progress, description="query + gallery")
+    if group is None:
+        features = extract_features(model, paths, **options)
+    else:
+        features = extract_features_distributed(model, paths, process_group=group, **options)
     return features[: len(split.query)], features[len(split.query):]
 
 
-def _ids(records) -> tuple[torch.Tensor, torch.Tensor]:
-    pids = torch.tensor([r.pid for r in records], dtype=torch.int64)
-    camids = torch.tensor([r.camid for r in records], dtype=torch.int64)
+def _ids(records) -> tuple[np.ndarray, np.ndarray]:
+    pids = np.array([r.pid for r in records], dtype=np.int64)
+    camids = np.array([r.camid for r in records], dtype=np.int64)
     return pids, camids
 
 
@@ -170,28 +201,27 @@ def _rank(query: torch.Tensor, gallery: torch.Tensor, split, metric: str, max_ra
     g_pids, g_camids = _ids(split.gallery)
     if not rerank:
         return evaluate_from_features(
-            query, gallery, q_pids.numpy(), g_pids.numpy(), q_camids.numpy(), g_camids.numpy(),
+            query, gallery, q_pids, g_pids, q_camids, g_camids,
             metric=metric, max_rank=max_rank,
         )
     distmat = re_ranking(
-        compute_distance(query, gallery, metric).numpy(),
-        compute_distance(query, query, metric).numpy(),
-        compute_distance(gallery, gallery, metric).numpy(),
+        np.asarray(compute_distance(query, gallery, metric)),
+        np.asarray(compute_distance(query, query, metric)),
+        np.asarray(compute_distance(gallery, gallery, metric)),
     )
-    return evaluate_rank(distmat, q_pids.numpy(), g_pids.numpy(), q_camids.numpy(), g_camids.numpy(), max_rank=max_rank)
+    return evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank)
 
 
-def _result(model, dataset: str, split, ranking, timings: dict, settings: dict) -> EvaluationResult:
-    record = getattr(model, "modelzoo_record", None)
-    checkpoint = getattr(model, "modelzoo_checkpoint", None)
+def _result(info: ModelInfo | None, class_name: str, dataset: str, split, ranking, timings: dict,
+            settings: dict) -> EvaluationResult:
     cmc = [100.0 * float(v) for v in ranking.cmc]
 
     def at(rank: int) -> float:  # a gallery shorter than the rank: the curve has reached its end
         return cmc[min(rank, len(cmc)) - 1]
 
     return EvaluationResult(
-        model=record.name if record else type(model).__name__,
-        checkpoint=checkpoint.name if checkpoint else None,
+        model=info.record.name if info is not None else class_name,
+        checkpoint=info.checkpoint.name if info is not None and info.checkpoint is not None else None,
         dataset=dataset,
         rank1=at(1),
         rank5=at(5),

@@ -8,8 +8,10 @@ matplotlib is installed, ``cmc.png``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import platform
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,6 +20,16 @@ from typing import Any, Iterable, Sequence
 
 from modelzoo import manifest
 from modelzoo.errors import ModelZooError
+from modelzoo.inference.distributed import (
+    ProcessGroup,
+    active_group,
+    agree_on_failures,
+    group_size,
+    is_main_process,
+    rank_device,
+)
+from modelzoo.models import get
+from modelzoo.names import canonical_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +59,10 @@ class VerificationRow:
     @property
     def passed(self) -> bool:
         """Both differences within the tolerance."""
-        if self.measured is None:
+        rank1, mAP = self.diff_rank1, self.diff_mAP  # noqa: N806
+        if rank1 is None or mAP is None:
             return False
-        return abs(self.diff_rank1) <= self.tolerance and abs(self.diff_mAP) <= self.tolerance
+        return abs(rank1) <= self.tolerance and abs(mAP) <= self.tolerance
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for report.json."""
@@ -74,7 +87,7 @@ def planned_rows(
         names: models (``resnet50``) or checkpoints (``osnet_ibn_x1_0.market1501``).
         datasets: only results on these test datasets.
     """
-    wanted = {manifest.normalize_dataset(d) for d in datasets} if datasets else None
+    wanted = {canonical_dataset(d) for d in datasets} if datasets else None
     pairs = []
     for checkpoint in _checkpoints(names):
         for result in checkpoint.results:
@@ -89,10 +102,11 @@ def _checkpoints(names: Sequence[str] | None) -> Iterable[manifest.Checkpoint]:
             yield from record.checkpoints.values()
         return
     for name in names:
-        if "." in name:
+        model, tag = manifest.split_name(name)
+        if tag is not None:
             yield manifest.resolve_checkpoint(name)
         else:
-            yield from manifest.resolve_name(name).checkpoints.values()
+            yield from manifest.resolve_name(model).checkpoints.values()
 
 
 def verify(
@@ -101,57 +115,67 @@ def verify(
     *,
     data_root: str | Path,
     tolerance: float = 0.5,
+    distributed: bool = False,
+    process_group: ProcessGroup | None = None,
     **evaluate_kwargs: Any,
 ) -> list[VerificationRow]:
     """Evaluate each planned checkpoint and compare it with the manifest.
 
     A checkpoint that cannot be fetched or a dataset that cannot be read makes
-    its row fail with the error's message; the other rows still run.  Under
-    ``torchrun`` every rank runs every row, the images of each split across
-    the ranks, and every rank returns the same rows (see :func:`_measure`).
+    its row fail with the error's message; the other rows still run.  With
+    ``distributed=True`` (or a ``process_group``) every rank runs every row,
+    the images of each split across the ranks, and every rank returns the
+    same rows (see :func:`_measure`).
 
     Raises:
         ModelZooError: nothing to verify.
+        ValueError: a tolerance that is not a finite number >= 0.
     """
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not math.isfinite(tolerance) \
+            or tolerance < 0:
+        raise ValueError(f"tolerance must be a finite number of points >= 0, got {tolerance!r}")
     pairs = planned_rows(names, datasets)
     if not pairs:
         raise ModelZooError("nothing to verify: no published result matches those names and datasets")
+    group = active_group(distributed, process_group)
     rows = []
     for checkpoint, result in pairs:
-        common = dict(
-            checkpoint=checkpoint.name, dataset=result.dataset, published_rank1=result.rank1,
-            published_mAP=result.mAP, tolerance=tolerance,
-        )
+        row = VerificationRow(checkpoint=checkpoint.name, dataset=result.dataset, published_rank1=result.rank1,
+                              published_mAP=result.mAP, tolerance=tolerance)
         try:
-            measured = _measure(checkpoint.name, result.dataset, data_root, evaluate_kwargs)
+            measured = _measure(checkpoint.name, result.dataset, data_root, group, evaluate_kwargs)
         except ModelZooError as exc:
             logger.error("%s on %s: %s", checkpoint.name, result.dataset, exc)
-            rows.append(VerificationRow(**common, error=str(exc)))
+            rows.append(dataclasses.replace(row, error=str(exc)))
             continue
-        rows.append(VerificationRow(**common, measured=measured))
+        rows.append(dataclasses.replace(row, measured=measured))
     return rows
 
 
-def _measure(checkpoint: str, dataset: str, data_root: str | Path, evaluate_kwargs: dict[str, Any]) -> Any:
-    """``evaluate`` one row.  Under ``torchrun`` the ranks first agree that each of them could
+def _measure(checkpoint: str, dataset: str, data_root: str | Path, group: ProcessGroup | None,
+             evaluate_kwargs: dict[str, Any]) -> Any:
+    """``evaluate`` one row.  In a process group the ranks first agree that each of them could
     load the checkpoint and read the dataset, so a failure on one rank fails the row on all of
     them instead of leaving the ranks in different rows' collectives."""
-    from modelzoo.evaluation.distributed import agree_on_failures, is_main_process, rank_device, world_size
     from modelzoo.evaluation.pipeline import evaluate
 
-    if world_size() == 1:
+    if group_size(group) == 1:
         return evaluate(checkpoint, dataset, data_root, **evaluate_kwargs)
-    from modelzoo import datasets, hub
+    from modelzoo import datasets
 
+    evaluate_kwargs = dict(evaluate_kwargs)  # shared by every row: popped from a copy
+    fetching = {key: evaluate_kwargs.pop(key) for key in ("cache_dir", "mirrors", "offline") if key in evaluate_kwargs}
     device = rank_device(evaluate_kwargs.get("device"))
     model, failure = None, None
     try:
-        model = hub.get(checkpoint, device=device, progress=evaluate_kwargs.get("progress", True) and is_main_process())
+        progress = evaluate_kwargs.get("progress", True) and is_main_process(group)
+        model = get(checkpoint, device=device, progress=progress, **fetching)
         datasets.read_dataset(dataset, data_root)
     except ModelZooError as exc:
         failure = exc
-    agree_on_failures(failure, device)
-    return evaluate(model, dataset, data_root, **{**evaluate_kwargs, "device": device})
+    agree_on_failures(failure, group)
+    assert model is not None  # agree_on_failures raised otherwise
+    return evaluate(model, dataset, data_root, process_group=group, **{**evaluate_kwargs, "device": device})
 
 
 def _cell(value: float | None, signed: bool = False) -> str:
@@ -201,11 +225,12 @@ def write_report(rows: Sequence[VerificationRow], report_dir: str | Path, *, not
     """Write report.json, report.md and (with matplotlib) cmc.png; returns the paths written."""
     directory = Path(report_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    data = {"environment": environment(), "note": note, "rows": [r.to_dict() for r in rows],
+    env = environment()
+    data = {"environment": env, "note": note, "rows": [r.to_dict() for r in rows],
             "passed": all(r.passed for r in rows)}
     written = [directory / "report.json", directory / "report.md"]
     written[0].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    written[1].write_text(_markdown_report(rows, data["environment"], note), encoding="utf-8")
+    written[1].write_text(_markdown_report(rows, env, note), encoding="utf-8")
     plot = _plot_cmc(rows, directory / "cmc.png")
     return written + ([plot] if plot else [])
 

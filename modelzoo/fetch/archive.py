@@ -10,7 +10,7 @@ against its declared size while it is written.
 
 A ``.pth.tar`` file is a plain ``torch.save`` file, not a tar archive, and a
 ``torch.save`` file of torch >= 1.6 is itself a zip (``<name>/data.pkl``);
-:func:`modelzoo.fetch.verify.file_kind` tells those apart before this module
+:func:`modelzoo.formats.sniff.file_kind` tells those apart before this module
 is used.
 """
 

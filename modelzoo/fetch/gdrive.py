@@ -7,8 +7,8 @@ bytes; when too many people downloaded a file it answers, with status 200,
 a quota page.  Users of torchreid and BoxMOT lost hours to both (user-pain
 rows 4 and 5): here each page is recognised and reported for what it is.
 
-The Drive endpoint is ``config.gdrive_url()`` so tests can point it at a
-loopback server.
+The Drive endpoint is an argument (``MODELZOO_GDRIVE_URL`` by default) so
+tests can point it at a loopback server.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from urllib.parse import parse_qs, urljoin, urlparse
 
 import requests
 
-from modelzoo import config
+from modelzoo.config import DEFAULT_GDRIVE_URL
 from modelzoo.errors import DownloadError
 from modelzoo.fetch.http import FetchOptions, FetchResult, Target, fetch_url
-from modelzoo.fetch.verify import html_title
+from modelzoo.formats.sniff import html_title
 
 _ID_IN_PATH = re.compile(r"/(?:file/)?d/([A-Za-z0-9_-]{10,})")
 _QUOTA_MARKERS = (
@@ -59,6 +59,7 @@ def fetch_gdrive(
     session: requests.Session,
     options: FetchOptions,
     progress: bool = False,
+    endpoint: str = DEFAULT_GDRIVE_URL,
 ) -> FetchResult:
     """Download a Google Drive file into ``partial``, following the confirmation step.
 
@@ -68,6 +69,7 @@ def fetch_gdrive(
         session: a requests session (Drive's cookie must persist between requests).
         options: timeouts, retries, backoff.
         progress: show a progress bar on a terminal.
+        endpoint: Drive's download endpoint (``FetchSettings.gdrive_url``).
 
     Raises:
         DownloadError: quota exceeded, no access, Drive's page not understood,
@@ -76,7 +78,7 @@ def fetch_gdrive(
     identifier = file_id(url)
     params = {"id": identifier, "export": "download"}
     return fetch_url(
-        config.gdrive_url(),
+        endpoint,
         partial,
         session=session,
         options=options,
@@ -109,7 +111,7 @@ def confirmation_target(page: str, response: requests.Response, session: request
     if token:
         return Target(response.url.split("?")[0], {"id": identifier, "export": "download", "confirm": token.group(1)})
     for name, value in session.cookies.items():
-        if name.startswith("download_warning"):
+        if name.startswith("download_warning") and value:
             return Target(response.url.split("?")[0], {"id": identifier, "export": "download", "confirm": value})
     raise DownloadError(describe_page(page))
 

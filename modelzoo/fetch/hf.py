@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from modelzoo.errors import DownloadError
 
@@ -81,7 +82,7 @@ def fetch_hf(
     from huggingface_hub.utils import HfHubHTTPError, LocalEntryNotFoundError  # also in older releases
 
     location = parse_hf_url(url)
-    quiet = {}
+    quiet: dict[str, Any] = {}
     if not progress and "tqdm_class" in inspect.signature(hf_hub_download).parameters:  # newer releases only
         quiet["tqdm_class"] = _quiet_tqdm_class()
     try:

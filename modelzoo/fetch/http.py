@@ -23,7 +23,7 @@ from urllib.parse import unquote
 import requests
 
 from modelzoo.errors import DownloadError
-from modelzoo.fetch.verify import SNIFF_BYTES, html_title, looks_like_html
+from modelzoo.formats.sniff import SNIFF_BYTES, html_title, looks_like_html
 
 logger = logging.getLogger(__name__)
 

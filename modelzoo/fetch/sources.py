@@ -1,6 +1,6 @@
 """The ordered list of places a checkpoint can come from.
 
-First each base of ``MODELZOO_MIRROR`` (``http(s)://`` or ``file://`` URLs,
+First each mirror base (``MODELZOO_MIRROR`` or the ``mirrors=`` argument) (``http(s)://`` or ``file://`` URLs,
 or plain local folders), under which the checkpoint's manifest ``filename``
 is looked up directly; then the manifest's own sources in order.  Hosts
 died three times in this zoo's life (torchreid-zoo-facts.md 0.2), so the
@@ -10,12 +10,12 @@ order is the user's to choose first.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlparse
 from urllib.request import url2pathname
 
-from modelzoo import config
 from modelzoo.manifest import Checkpoint
 
 HTTP = "http"
@@ -71,16 +71,17 @@ def mirror_candidate(base: str, filename: str, fmt: str) -> Candidate:
     )
 
 
-def candidates(checkpoint: Checkpoint) -> list[Candidate]:
+def candidates(checkpoint: Checkpoint, mirrors: Sequence[str] = ()) -> list[Candidate]:
     """Every place to try for ``checkpoint``, mirrors first.
 
     Args:
         checkpoint: the manifest entry.
+        mirrors: mirror bases, in order (``FetchSettings.mirrors``).
 
     Returns:
         Candidates in the order to try them.
     """
-    found = [mirror_candidate(base, checkpoint.filename, checkpoint.format) for base in config.mirrors()]
+    found = [mirror_candidate(base, checkpoint.filename, checkpoint.format) for base in mirrors]
     for source in checkpoint.sources:
         found.append(Candidate(source.url, source.kind, source.format, "manifest"))
     return found

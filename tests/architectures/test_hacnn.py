@@ -6,10 +6,10 @@ size check, its attention and its two-part embedding.
 
 from __future__ import annotations
 
-import oracle
+from tests import oracle
 import pytest
 import torch
-from weights import fill_deterministic_
+from modelzoo.testing.weights import fill_deterministic_
 
 from modelzoo.architectures import builders
 from tests.architectures.spec import spec_by_name

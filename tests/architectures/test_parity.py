@@ -13,10 +13,10 @@ from unittest import mock
 import pytest
 import torch
 
-import oracle
+from tests import oracle
 from modelzoo.architectures import builders
 from tests.architectures.spec import ORACLE_FACTORIES, names, spec_by_name
-from weights import deterministic_state_dict
+from modelzoo.testing.weights import deterministic_state_dict
 
 NUM_CLASSES = 751
 

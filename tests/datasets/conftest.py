@@ -11,7 +11,7 @@ from typing import Callable
 
 import pytest
 
-from modelzoo.datasets import synthetic
+from modelzoo.testing import synthetic
 
 # (fixture id, writer name, writer kwargs, path of the versioned folder under the root)
 LAYOUTS = {

@@ -205,7 +205,7 @@ def test_msmt17_without_version_folder_is_read_with_a_warning(fresh_tree, caplog
 
 
 def test_msmt17_v1_wins_over_v2_like_torchreid(tmp_path, caplog):
-    from modelzoo.datasets import synthetic
+    from modelzoo.testing import synthetic
 
     synthetic.write_msmt17(tmp_path, version="V1", seed=1)
     synthetic.write_msmt17(tmp_path, version="V2", seed=2)

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from modelzoo.datasets import DATASET_NAMES, ImageRecord, ReIDSplit, canonical_name, read_dataset
+from modelzoo.datasets import DATASET_NAMES, ImageRecord, ReIDSplit, read_dataset
+from modelzoo.names import canonical_dataset
 from modelzoo.datasets.market import parse_file_name
 from modelzoo.datasets.msmt17 import parse_list_line
-from modelzoo.errors import UnknownModelError
+from modelzoo.errors import UnknownDatasetError
 
 from .conftest import LAYOUTS
 
@@ -189,14 +190,14 @@ def test_parse_list_line_rejects_malformed_lines(line):
      ("msmt17", "msmt17"), ("msmt", "msmt17"), ("MSMT17", "msmt17")],
 )
 def test_aliases(alias, canonical):
-    assert canonical_name(alias) == canonical
+    assert canonical_dataset(alias) == canonical
     assert canonical in DATASET_NAMES
 
 
 def test_unknown_name_is_a_key_error_with_suggestions(synthetic_roots):
     with pytest.raises(KeyError) as caught:
         read_dataset("marekt", synthetic_roots["market"])
-    assert isinstance(caught.value, UnknownModelError)
+    assert isinstance(caught.value, UnknownDatasetError)
     assert "market1501" in str(caught.value)
     assert re.search(r"Did you mean .*market1501", str(caught.value))
 

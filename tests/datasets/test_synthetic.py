@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from modelzoo.datasets import read_dataset
-from modelzoo.datasets import synthetic
+from modelzoo.testing import synthetic
 
 from .conftest import LAYOUTS
 

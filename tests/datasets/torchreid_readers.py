@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Iterator
 
-import oracle
+from tests import oracle
 
 _STUBBED = (
     "torchreid",

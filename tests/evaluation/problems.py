@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-import oracle
+from tests import oracle
 
 
 class Problem(NamedTuple):

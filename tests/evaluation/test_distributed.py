@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from modelzoo import config
-from modelzoo.evaluation.distributed import extract_features_distributed, shard_bounds
-from modelzoo.evaluation.features import extract_features
+from modelzoo.inference.distributed import extract_features_distributed, shard_bounds
+from modelzoo.inference.features import extract_features
 from tests.evaluation.distributed_cases import CASES, IMAGES, case_paths, case_settings, shared_model
 from tests.evaluation.imagefiles import write_images
 
-WORKER = Path(__file__).with_name("distributed_worker.py")
+WORKER = "tests.evaluation.distributed_worker"
 ROOT = Path(__file__).resolve().parents[2]
 RANKS = 2
 
@@ -80,19 +80,26 @@ def free_port() -> int:
 def ranks_output(image_dir, tmp_path_factory) -> Path:
     """Run the worker under torchrun with two CPU ranks; the folder of what each rank got."""
     out = tmp_path_factory.mktemp("distributed_out")
-    run_ranks(image_dir, out, device="cpu")  # gloo, even where CUDA is available
+    run_ranks(image_dir, out, device="cpu", data_root=synthetic_market(tmp_path_factory))  # gloo, even with CUDA
     return out
 
 
-def run_ranks(image_dir: Path, out: Path, device: str) -> None:
+def synthetic_market(tmp_path_factory) -> Path:
+    from modelzoo.testing import synthetic
+
+    return synthetic.write_dataset("market1501", tmp_path_factory.mktemp("market"), num_train_ids=2, num_test_ids=4)
+
+
+def run_ranks(image_dir: Path, out: Path, device: str, data_root: Path) -> None:
     """``torchrun`` the worker with two ranks on this machine."""
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={RANKS}",
-        "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(WORKER), str(image_dir), str(out), device,
+        "--master_addr=127.0.0.1", f"--master_port={free_port()}", "-m", WORKER,
+        str(image_dir), str(out), device, str(data_root),
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert done.returncode == 0, f"torchrun failed:\n{done.stdout}\n{done.stderr}"
 
 
@@ -131,6 +138,12 @@ def test_a_step_that_failed_on_one_rank_only_fails_on_every_rank(ranks_output):
         assert rank_result(ranks_output, "agree_none_failed", rank) == "ok"
 
 
+def test_rank0_alone_in_a_process_group_evaluates_and_returns(ranks_output):
+    """``if rank == 0: modelzoo.evaluate(...)`` in a DDP loop: no collective is entered unasked."""
+    done = rank_result(ranks_output, "rank0_alone", 0)
+    assert done["processes"] == 1 and 0 <= done["rank1"] <= 100
+
+
 def test_a_failure_on_one_rank_is_raised_on_every_rank(ranks_output):
     assert "missing_file" in CASES
     for rank in range(RANKS):
@@ -142,8 +155,8 @@ def test_a_failure_on_one_rank_is_raised_on_every_rank(ranks_output):
 
 @pytest.mark.skipif(torch.cuda.device_count() < RANKS, reason=f"needs {RANKS} CUDA devices for NCCL")
 @pytest.mark.cuda
-def test_nccl_ranks_on_gpus_get_the_single_process_features(image_dir, tmp_path):
-    run_ranks(image_dir, tmp_path, device="auto")  # each rank takes its GPU: NCCL
+def test_nccl_ranks_on_gpus_get_the_single_process_features(image_dir, tmp_path, tmp_path_factory):
+    run_ranks(image_dir, tmp_path, device="auto", data_root=synthetic_market(tmp_path_factory))  # NCCL
     expected = single_process(image_dir, "all")
     for rank in range(RANKS):
         torch.testing.assert_close(rank_result(tmp_path, "all", rank), expected, rtol=1e-3, atol=1e-4)

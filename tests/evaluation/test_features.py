@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 import modelzoo
-from modelzoo.evaluation import features
-from modelzoo.evaluation.features import default_num_workers, extract_features, fold_batchnorm
+from modelzoo.inference import features
+from modelzoo.models import attach_info
+from modelzoo.inference.features import default_num_workers, extract_features, fold_batchnorm
 from tests.evaluation.imagefiles import features_one_by_one, small_network, small_transform, write_images
 
 COUNT = 13  # not a multiple of the batch sizes used, so a short last batch is exercised
@@ -155,8 +156,7 @@ def test_missing_transform_is_refused(paths):
 
 
 def test_the_attached_transform_is_used_by_default(paths):
-    model = small_network()
-    model.modelzoo_transform = small_transform()
+    model = attach_info(small_network(), "osnet_x0_25", transform=small_transform())
     attached = extract_features(model, paths[:3], device="cpu", num_workers=0, progress=False)
     assert_same_features(attached, extract(model, paths[:3]))
 
@@ -174,10 +174,6 @@ def test_default_workers_leave_the_cpu_to_the_network_when_it_runs_there(monkeyp
     assert default_num_workers(torch.device("cuda", 0)) == 2
 
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-@needs_cuda
 @pytest.mark.cuda
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
 def test_cuda_features_match_the_cpu(paths, precision):

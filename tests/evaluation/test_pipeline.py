@@ -9,6 +9,7 @@ published figures, so one row passes and another fails on purpose.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -17,13 +18,14 @@ import pytest
 import torch
 
 import modelzoo
-from ckptgen import write_for_checkpoint
+from modelzoo.testing.checkpoints import write_for_checkpoint
 from modelzoo import manifest
 from modelzoo.cli import main
-from modelzoo.datasets import read_dataset, synthetic
-from modelzoo.errors import UnknownDatasetError
+from modelzoo.datasets import read_dataset
+from modelzoo.testing import synthetic
+from modelzoo.errors import UnknownCheckpointError
 from modelzoo.evaluation import compute_distance, evaluate_rank
-from modelzoo.evaluation.features import extract_features
+from modelzoo.inference.features import extract_features
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "osnet_x0_25"  # the smallest network: keeps these tests fast
@@ -54,7 +56,7 @@ def mirror(mirror) -> Path:
 
 
 def test_evaluate_equals_the_steps_done_by_hand(data_root, mirror, monkeypatch):
-    from modelzoo.evaluation import features
+    from modelzoo.inference import features
 
     model = modelzoo.get(MODEL, "market1501", device="cpu", progress=False)
     prepared = []
@@ -87,7 +89,7 @@ def test_evaluate_by_name_takes_the_checkpoint_trained_on_the_dataset(data_root,
 
 
 def test_evaluate_a_model_without_a_checkpoint_for_the_dataset_says_how(data_root):
-    with pytest.raises(UnknownDatasetError, match=r"osnet_ibn_x1_0\.market1501"):
+    with pytest.raises(UnknownCheckpointError, match=r"osnet_ibn_x1_0\.market1501"):
         modelzoo.evaluate("osnet_ibn_x1_0", "msmt17", data_root)
 
 
@@ -181,7 +183,9 @@ def test_demo_runs_from_a_fresh_cache_with_only_its_loopback_server(tmp_path):
     from modelzoo.demo import run_demo
 
     lines: list[str] = []
+    environment = dict(os.environ)
     assert run_demo(workdir=tmp_path, say=lines.append) == 0
+    assert dict(os.environ) == environment  # the cache and mirror were arguments
     text = "\n".join(lines)
     assert "SYNTHETIC DATA" in text and "567 tensors loaded" in text
     report = json.loads((tmp_path / "report" / "report.json").read_text())

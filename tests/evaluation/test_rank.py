@@ -170,7 +170,6 @@ def test_bfloat16_tensor_uses_the_torch_backend():
     assert np.array_equal(result.cmc, expected.cmc) and result.mAP == expected.mAP
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.cuda
 def test_cuda_tensor_is_ranked_on_its_device():
     problem = realistic(seed=7)

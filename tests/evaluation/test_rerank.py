@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import oracle
+from tests import oracle
 from modelzoo.errors import InsufficientMemoryError, ModelZooError
 from modelzoo.evaluation import compute_distance, re_ranking
 

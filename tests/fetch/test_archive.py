@@ -6,10 +6,11 @@ import zipfile
 
 import pytest
 
-import ckptgen
+from modelzoo.testing import checkpoints as ckptgen
+from tests import hostile
 from modelzoo.errors import ArchiveError
 from modelzoo.fetch.archive import ArchiveLimits, extract_weights, is_weights_name
-from modelzoo.fetch.verify import ARCHIVE, CHECKPOINT, file_kind
+from modelzoo.formats.sniff import ARCHIVE, CHECKPOINT, file_kind
 
 WEIGHTS = b"\x80\x02weights"
 
@@ -64,7 +65,7 @@ def test_a_torch_zip_checkpoint_is_not_mistaken_for_an_archive(tmp_path, state):
     ],
 )
 def test_unsafe_or_ambiguous_archives_are_refused(tmp_path, members, symlinks, message):
-    archive = ckptgen.write_zip(tmp_path / "bad.zip", members, symlinks)
+    archive = hostile.write_zip(tmp_path / "bad.zip", members, symlinks)
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(ArchiveError, match=message):
@@ -74,7 +75,7 @@ def test_unsafe_or_ambiguous_archives_are_refused(tmp_path, members, symlinks, m
 
 
 def test_mac_resource_forks_are_ignored(tmp_path):
-    archive = ckptgen.write_zip(
+    archive = hostile.write_zip(
         tmp_path / "mac.zip", {"m/a.pth.tar": WEIGHTS, "__MACOSX/m/._a.pth.tar": b"fork", "m/._a.pth.tar": b"x"}
     )
     out = tmp_path / "out"
@@ -83,7 +84,7 @@ def test_mac_resource_forks_are_ignored(tmp_path):
 
 
 def test_absurd_compression_ratios_and_sizes_are_refused(tmp_path):
-    archive = ckptgen.write_zip(tmp_path / "bomb.zip", {"m/a.pth": b"\0" * (4 << 20)})
+    archive = hostile.write_zip(tmp_path / "bomb.zip", {"m/a.pth": b"\0" * (4 << 20)})
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(ArchiveError, match="expands"):

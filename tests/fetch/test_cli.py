@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
-import ckptgen
+from modelzoo.testing import checkpoints as ckptgen
 from modelzoo import config, fetch, manifest
-from modelzoo.checkpoint import read_state_dict
+from modelzoo.formats import read_state_dict
 from modelzoo.cli import main
-from modelzoo.fetch import cache
-from modelzoo.fetch.verify import sha256_file
-from tests.fetch.helpers import zip_checkpoint
+from modelzoo.formats import sha256_file
+from tests.fetch.helpers import store_at, zip_checkpoint
 
 NAME, DATASET = "resnet50_fc512", "market1501"
 
@@ -52,7 +51,7 @@ def test_download_from_a_local_mirror_folder_leaves_a_verified_checkpoint(tmp_pa
     path = Path(capsys.readouterr().out.strip())
     assert path == fetch.cached_path(zip_checkpoint()) and path.is_file()
     assert path.is_relative_to(config.checkpoints_dir())
-    assert sha256_file(path) == cache.read_record(path.parent).sha256
+    assert sha256_file(path) == store_at(path.parent).read_record().sha256
     assert read_state_dict(path).keys() == ckptgen.toy_state_dict().keys()
     assert main(["cache", "verify", NAME]) == 0
     assert "ok\tresnet50_fc512.market1501" in capsys.readouterr().out

@@ -7,9 +7,10 @@ import hashlib
 import pytest
 import torch
 
-import ckptgen
-from modelzoo import fetch
-from modelzoo.checkpoint import load_cached_state_dict, read_state_dict, safetensors_path
+from modelzoo.testing import checkpoints as ckptgen
+from tests import hostile
+from modelzoo import config, fetch
+from modelzoo.formats import read_state_dict
 from modelzoo.errors import (
     ArchiveError,
     CheckpointFormatError,
@@ -18,10 +19,9 @@ from modelzoo.errors import (
     NotCachedError,
     UnsafeCheckpointError,
 )
-from modelzoo.fetch import cache
 from modelzoo.fetch.sources import candidates, mirror_candidate
-from modelzoo.fetch.verify import sha256_file
-from tests.fetch.helpers import FAST, bare_checkpoint, with_sources, zip_checkpoint
+from modelzoo.formats import sha256_file
+from tests.fetch.helpers import FAST, bare_checkpoint, store_at, store_of, with_sources, zip_checkpoint
 
 
 def same_weights(path, state) -> bool:
@@ -39,7 +39,7 @@ def sha(data: bytes) -> str:
 
 def test_mirrors_come_first_in_order_then_the_manifest(monkeypatch, tmp_path):
     monkeypatch.setenv("MODELZOO_MIRROR", f"http://m1.example/zoo/, file://{tmp_path}/m2 , {tmp_path}/m3")
-    found = candidates(zip_checkpoint())
+    found = candidates(zip_checkpoint(), config.fetch_settings().mirrors)
     assert [c.location for c in found[:3]] == [
         "http://m1.example/zoo/resnet50_fc512_market_softmax.zip",
         f"{tmp_path}/m2/resnet50_fc512_market_softmax.zip",
@@ -58,10 +58,10 @@ def test_a_local_mirror_folder_serves_the_zip(monkeypatch, tmp_path, state, form
     original = ckptgen.write_for_checkpoint(zip_checkpoint(), mirror, state)
     monkeypatch.setenv("MODELZOO_MIRROR", str(mirror) if form == "dir" else mirror.as_uri())
     path = fetch.download(zip_checkpoint(), progress=False, options=FAST)
-    assert path.parent == cache.checkpoint_dir(zip_checkpoint())
+    assert path.parent == store_of(zip_checkpoint()).folder
     assert path.name == "resnet50_fc512_market_xent.pth.tar" and same_weights(path, state)
     assert original.is_file()  # the mirror's file is copied, never moved
-    record = cache.read_record(path.parent)
+    record = store_at(path.parent).read_record()
     assert record.served_sha256 == sha256_file(original) and record.sha256 == sha256_file(path)
 
 
@@ -122,24 +122,24 @@ def test_the_expected_hash_and_size_are_in_the_error_when_known(loopback_server)
 def test_a_zip_with_parent_members_is_refused_and_nothing_escapes(monkeypatch, tmp_path, state):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
-    ckptgen.write_zip(
+    hostile.write_zip(
         mirror / "resnet50_fc512_market_softmax.zip", {"../../escaped.pth.tar": ckptgen.checkpoint_bytes(state)}
     )
     monkeypatch.setenv("MODELZOO_MIRROR", str(mirror))
     checkpoint = with_sources(zip_checkpoint(), ("http://127.0.0.1:9/x.zip", "http", "zip"))
     with pytest.raises(DownloadError, match="outside the archive"):
         fetch.download(checkpoint, progress=False, options=FAST)
-    home = cache.checkpoint_dir(checkpoint).parents[2]
+    home = store_of(checkpoint).folder.parents[2]
     assert not list(home.rglob("escaped.pth.tar")) and not list(tmp_path.rglob("escaped.pth.tar"))
     assert fetch.cached_path(checkpoint) is None
-    assert [p.name for p in cache.checkpoint_dir(checkpoint).iterdir()] == [".lock"]
+    assert [p.name for p in store_of(checkpoint).folder.iterdir()] == [".lock"]
 
 
 def test_a_pickle_calling_os_system_is_refused_by_download(monkeypatch, tmp_path):
     marker = tmp_path / "pwned"
     mirror = tmp_path / "mirror"
     mirror.mkdir()
-    ckptgen.write_unsafe_checkpoint(mirror / bare_checkpoint().filename, marker)
+    hostile.write_unsafe_checkpoint(mirror / bare_checkpoint().filename, marker)
     monkeypatch.setenv("MODELZOO_MIRROR", str(mirror))
     checkpoint = with_sources(bare_checkpoint(), ("http://127.0.0.1:9/x", "http", "checkpoint"))
     with pytest.raises(DownloadError, match="not a plain checkpoint"):
@@ -174,7 +174,7 @@ def test_a_manifest_hash_mismatch_deletes_the_download_and_tries_the_next_source
     )
     path = fetch.download(checkpoint, progress=False, options=FAST)
     assert same_weights(path, state)
-    assert cache.read_hashes(path.parent).origin == "manifest"
+    assert store_at(path.parent).read_hashes().origin == "manifest"
     assert not list(path.parent.glob("*.incomplete"))
 
 
@@ -198,7 +198,7 @@ def test_the_first_download_is_trusted_and_later_mirrors_must_match(loopback_ser
     ).read_bytes()
     first = with_sources(zip_checkpoint(), (loopback_server.serve("/first.zip", genuine), "http", "zip"))
     path = fetch.download(first, progress=False, options=FAST)
-    trusted = cache.read_hashes(path.parent)
+    trusted = store_at(path.parent).read_hashes()
     assert trusted.origin == "first download" and trusted.weights_sha256 == sha256_file(path)
     assert trusted.served[0]["sha256"] == sha(genuine)
 
@@ -215,8 +215,8 @@ def test_the_first_download_is_trusted_and_later_mirrors_must_match(loopback_ser
     )
     path2 = fetch.download(again, progress=False, force=True, options=FAST)
     assert same_weights(path2, state)
-    assert cache.read_record(path2.parent).source.endswith("/drive-copy")
-    assert len(cache.read_hashes(path2.parent).served) == 2  # the zip's hash and the bare file's
+    assert store_at(path2.parent).read_record().source.endswith("/drive-copy")
+    assert len(store_at(path2.parent).read_hashes().served) == 2  # the zip's hash and the bare file's
 
     only_evil = with_sources(zip_checkpoint(), (loopback_server.url + "/evil.zip", "http", "zip"))
     with pytest.raises(ChecksumError, match="trusted since.*first downloaded.*--forget-hashes"):
@@ -288,7 +288,7 @@ def test_import_verifies_extracts_and_caches(tmp_path, state, kind, monkeypatch)
     path = fetch.import_file(zip_checkpoint(), source)
     assert fetch.cached_path(zip_checkpoint()) == path and same_weights(path, state)
     assert source.is_file()
-    assert cache.read_record(path.parent).source.startswith("imported ")
+    assert store_at(path.parent).read_record().source.startswith("imported ")
 
 
 def test_import_refuses_bad_files_and_caches_nothing(tmp_path):
@@ -296,16 +296,16 @@ def test_import_refuses_bad_files_and_caches_nothing(tmp_path):
     page.write_text("<!doctype html><title>Quota exceeded</title>")
     with pytest.raises(CheckpointFormatError, match="HTML page"):
         fetch.import_file(zip_checkpoint(), page)
-    two = ckptgen.write_zip(tmp_path / "two.zip", {"a/x.pth": b"1", "a/y.pth": b"2"})
+    two = hostile.write_zip(tmp_path / "two.zip", {"a/x.pth": b"1", "a/y.pth": b"2"})
     with pytest.raises(ArchiveError, match="several"):
         fetch.import_file(zip_checkpoint(), two)
-    evil = ckptgen.write_unsafe_checkpoint(tmp_path / "evil.pth", tmp_path / "pwned")
+    evil = hostile.write_unsafe_checkpoint(tmp_path / "evil.pth", tmp_path / "pwned")
     with pytest.raises(UnsafeCheckpointError):
         fetch.import_file(zip_checkpoint(), evil)
     with pytest.raises(FileNotFoundError, match="no file at"):
         fetch.import_file(zip_checkpoint(), tmp_path / "missing.zip")
     assert fetch.cached_path(zip_checkpoint()) is None and not (tmp_path / "pwned").exists()
-    assert [p.name for p in cache.checkpoint_dir(zip_checkpoint()).iterdir()] == [".lock"]
+    assert [p.name for p in store_of(zip_checkpoint()).folder.iterdir()] == [".lock"]
 
 
 # ---------------------------------------------------------------------------
@@ -340,13 +340,13 @@ def test_the_download_stores_a_safetensors_copy_that_later_loads_use(monkeypatch
     ckptgen.write_for_checkpoint(zip_checkpoint(), tmp_path, state)
     monkeypatch.setenv("MODELZOO_MIRROR", str(tmp_path))
     path = fetch.download(zip_checkpoint(), progress=False, options=FAST)
-    assert safetensors_path(path).is_file()
-    loaded = load_cached_state_dict(zip_checkpoint(), path)
+    assert store_of(zip_checkpoint()).copy_path(path).is_file()
+    loaded = store_of(zip_checkpoint()).load().content.state_dict
     assert all(torch.equal(loaded[k], state[k]) for k in state) and list(loaded) == list(state)
 
 
 def test_leftovers_of_a_dead_process_are_removed_under_the_lock(monkeypatch, tmp_path, state):
-    folder = cache.checkpoint_dir(zip_checkpoint())
+    folder = store_of(zip_checkpoint()).folder
     folder.mkdir(parents=True)
     (folder / ".fetch-999-extract-x").mkdir()
     (folder / ".fetch-999-x-resnet50_fc512_market_softmax.zip").write_bytes(b"half")

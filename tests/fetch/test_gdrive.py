@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-import ckptgen
-from httpserver import Reply, drop_after
+from modelzoo.testing import checkpoints as ckptgen
+from modelzoo.testing.server import Reply, drop_after
 from modelzoo import fetch
-from modelzoo.checkpoint import read_state_dict
+from modelzoo.formats import read_state_dict
 from modelzoo.errors import DownloadError
-from modelzoo.fetch import cache
 from modelzoo.fetch.gdrive import file_id
-from tests.fetch.helpers import FAST, with_sources, zip_checkpoint
+from tests.fetch.helpers import FAST, store_of, with_sources, zip_checkpoint
 
 DRIVE_ID = "1kv8l5laX_YCdIGVCetjlNdzKIA3NvsSt"
 QUOTA_PAGE = """<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head><body>
@@ -158,4 +157,4 @@ def test_a_confirmed_download_that_breaks_resumes(drive, state):
     assert read_state_dict(path).keys() == state.keys()
     downloads = drive.requests_for("/download")
     assert downloads[-1].status == 206 and downloads[-1].range.startswith("bytes=")
-    assert not list(cache.checkpoint_dir(drive_checkpoint()).glob("*.incomplete"))
+    assert not list(store_of(drive_checkpoint()).folder.glob("*.incomplete"))

@@ -7,10 +7,10 @@ import hashlib
 
 import pytest
 
-import ckptgen
-from httpserver import Reply
+from modelzoo.testing import checkpoints as ckptgen
+from modelzoo.testing.server import Reply
 from modelzoo import fetch
-from modelzoo.checkpoint import read_state_dict
+from modelzoo.formats import read_state_dict
 from modelzoo.errors import DownloadError, NotCachedError
 from modelzoo.fetch import hf
 from modelzoo.fetch.hf import HfLocation, fetch_hf, parse_hf_url

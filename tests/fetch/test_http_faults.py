@@ -8,14 +8,13 @@ import re
 import pytest
 import torch
 
-import ckptgen
-from httpserver import content_length, drop_after, html, ignore_range, stall, stall_body, status
+from modelzoo.testing import checkpoints as ckptgen
+from modelzoo.testing.server import content_length, drop_after, html, ignore_range, stall, stall_body, status
 from modelzoo import fetch
-from modelzoo.checkpoint import read_state_dict
+from modelzoo.formats import read_state_dict
 from modelzoo.errors import DownloadError
-from modelzoo.fetch import cache
-from modelzoo.fetch.verify import sha256_file
-from tests.fetch.helpers import FAST, bare_checkpoint, with_sources, zip_checkpoint
+from modelzoo.formats import sha256_file
+from tests.fetch.helpers import FAST, bare_checkpoint, store_at, store_of, with_sources, zip_checkpoint
 
 
 def served_zip(server, state, path="/qmul/resnet50_fc512_market_softmax.zip", **options):
@@ -44,14 +43,14 @@ def range_start(request) -> int:
 
 
 def no_partials(checkpoint):
-    return not list(cache.checkpoint_dir(checkpoint).glob("*.incomplete"))
+    return not list(store_of(checkpoint).folder.glob("*.incomplete"))
 
 
 def test_a_plain_download_is_extracted_verified_and_recorded(server, state):
     checkpoint, data = served_zip(server, state)
     path = fetch.download(checkpoint, progress=False, options=FAST)
     assert_cached_weights(path, state)
-    record = cache.read_record(path.parent)
+    record = store_at(path.parent).read_record()
     assert record.sha256 == sha256_file(path) and record.served_format == "zip"
     assert record.served_sha256 == hashlib.sha256(data).hexdigest()
     assert fetch.cached_path(checkpoint) == path
@@ -106,10 +105,10 @@ def test_404_is_not_retried_and_the_next_source_is_used(server, state, caplog):
     )
     assert_cached_weights(fetch.download(checkpoint, progress=False, options=FAST), state)
     assert len(server.requests_for("/dead/resnet50_fc512_market_softmax.zip")) == 1
-    assert cache.read_record(cache.checkpoint_dir(checkpoint)).source.endswith(
+    assert store_of(checkpoint).read_record().source.endswith(
         "/good/resnet50_fc512_market_softmax.zip"
     )
-    warning = next(r for r in caplog.records if r.levelname == "WARNING" and r.name == "modelzoo.fetch")
+    warning = next(r for r in caplog.records if r.levelname == "WARNING" and r.name == "modelzoo.fetch.download")
     assert "/dead/resnet50_fc512_market_softmax.zip: HTTP 404" in warning.getMessage()
 
 
@@ -157,7 +156,7 @@ def test_a_content_length_smaller_than_the_file_never_caches_a_truncated_file(se
     )
     server.fail("/qmul/resnet50_fc512_market_softmax.zip", content_length(len(data) - 500))
     path = fetch.download(checkpoint, progress=False, options=FAST)
-    assert cache.read_record(path.parent).source.endswith(".pth.tar")
+    assert store_at(path.parent).read_record().source.endswith(".pth.tar")
     assert no_partials(checkpoint)
 
 
@@ -179,7 +178,7 @@ def test_an_html_page_with_status_200_is_never_cached(server, state):
     with pytest.raises(DownloadError, match="HTML page.*Hotel WiFi"):
         fetch.download(checkpoint, progress=False, options=FAST)
     assert fetch.cached_path(checkpoint) is None
-    assert not any(p.name.endswith((".pth.tar", ".zip")) for p in cache.checkpoint_dir(checkpoint).iterdir())
+    assert not any(p.name.endswith((".pth.tar", ".zip")) for p in store_of(checkpoint).folder.iterdir())
 
 
 def test_an_html_page_does_not_destroy_a_resumable_partial(server, state):
@@ -188,7 +187,7 @@ def test_an_html_page_does_not_destroy_a_resumable_partial(server, state):
     server.fail("/qmul/resnet50_fc512_market_softmax.zip", drop_after(3 * 4096 + 100), html(page))
     with pytest.raises(DownloadError):
         fetch.download(checkpoint, progress=False, options=FAST)
-    partials = list(cache.checkpoint_dir(checkpoint).glob("*.incomplete"))
+    partials = list(store_of(checkpoint).folder.glob("*.incomplete"))
     assert len(partials) == 1 and partials[0].read_bytes() == data[: 3 * 4096]
     assert_cached_weights(fetch.download(checkpoint, progress=False, options=FAST), state)
     assert server.requests_for("/qmul/resnet50_fc512_market_softmax.zip")[-1].range == f"bytes={3 * 4096}-"
@@ -196,11 +195,11 @@ def test_an_html_page_does_not_destroy_a_resumable_partial(server, state):
 
 def test_a_complete_partial_left_by_a_crash_is_finished_without_refetching(server, state):
     checkpoint, data = served_zip(server, state)
-    folder = cache.checkpoint_dir(checkpoint)
-    folder.mkdir(parents=True)
-    from modelzoo.fetch import _source_key
+    store = store_of(checkpoint)
+    store.folder.mkdir(parents=True)
+    from modelzoo.fetch.download import _source_key
 
-    cache.partial_path(folder, checkpoint.filename, _source_key(checkpoint.sources[0].url)).write_bytes(data)
+    store.partial_path(_source_key(checkpoint.sources[0].url)).write_bytes(data)
     assert_cached_weights(fetch.download(checkpoint, progress=False, options=FAST), state)
     (only,) = server.requests_for("/qmul/resnet50_fc512_market_softmax.zip")
     assert only.status == 416 and only.body_bytes == 0

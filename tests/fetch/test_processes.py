@@ -11,13 +11,12 @@ import threading
 import time
 from pathlib import Path
 
-import ckptgen
-from httpserver import stall_body
+from modelzoo.testing import checkpoints as ckptgen
+from modelzoo.testing.server import stall_body
 from modelzoo import fetch
-from modelzoo.checkpoint import read_state_dict
-from modelzoo.fetch import cache
-from modelzoo.fetch.verify import sha256_file
-from tests.fetch.helpers import FAST, zip_checkpoint
+from modelzoo.formats import read_state_dict
+from modelzoo.formats import sha256_file
+from tests.fetch.helpers import FAST, store_at, store_of, zip_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 ZIP = "/zoo/resnet50_fc512_market_softmax.zip"
@@ -78,7 +77,7 @@ def test_eight_processes_download_once_and_all_get_the_same_verified_file(loopba
     assert len(loopback_server.requests_for(ZIP)) == 1 and loopback_server.full_transfers(ZIP) == 1
     assert len({o["path"] for o in outputs}) == 1 and len({o["sha256"] for o in outputs}) == 1
     path = Path(outputs[0]["path"])
-    assert sha256_file(path) == outputs[0]["sha256"] == cache.read_record(path.parent).sha256
+    assert sha256_file(path) == outputs[0]["sha256"] == store_at(path.parent).read_record().sha256
     assert read_state_dict(path).keys() == state.keys()
 
 
@@ -90,7 +89,7 @@ def test_a_process_killed_mid_download_leaves_a_partial_that_the_next_run_resume
     loopback_server.serve(ZIP, data, chunk=CHUNK)
     sent_before_stall = 5 * CHUNK
     loopback_server.fail(ZIP, stall_body(sent_before_stall, 30.0))  # the first transfer hangs mid-body
-    folder = cache.checkpoint_dir(zip_checkpoint())
+    folder = store_of(zip_checkpoint()).folder
     child, _ = spawn(tmp_path, loopback_server.url, 0)
 
     def partial_size() -> int:
@@ -106,7 +105,7 @@ def test_a_process_killed_mid_download_leaves_a_partial_that_the_next_run_resume
     assert child.returncode == -signal.SIGKILL
     (partial,) = folder.glob("*.incomplete")
     assert partial.read_bytes() == data[:sent_before_stall]
-    assert cache.read_record(folder) is None
+    assert store_at(folder).read_record() is None
 
     monkeypatch.setenv("MODELZOO_MIRROR", loopback_server.url + "/zoo")
     path = fetch.download(zip_checkpoint(), progress=False, options=FAST)

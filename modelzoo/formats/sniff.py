@@ -1,21 +1,25 @@
-"""Checks on a downloaded file's bytes: hashes, sizes, and what kind of file it is.
+"""What kind of file is this?  An HTML page, a zip archive, a torch checkpoint or a safetensors file.
 
-Nothing here touches the network or the cache; every function reads a file
-(or a few of its first bytes) and answers.
+Hosts serve pages instead of files (Drive interstitials, captive portals,
+error pages with status 200), the QMUL zips hold a checkpoint, and a torch
+>= 1.6 checkpoint is itself a zip: this module tells them apart from a
+file's first bytes (and, for zips, its member names).  It reads files and
+answers; it never touches the network or the cache.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import re
+import struct
 import zipfile
 from pathlib import Path
 
-_HASH_CHUNK = 1 << 20
+from modelzoo.errors import CheckpointFormatError
+
 SNIFF_BYTES = 1024
 
-# First bytes of the pages that hosts serve instead of a file: Drive's
-# interstitials, captive portals, error pages answered with status 200.
+# First bytes of the pages that hosts serve instead of a file.
 _HTML_STARTS = (
     b"<!doctype html",
     b"<html",
@@ -31,26 +35,11 @@ _HTML_STARTS = (
 )
 _ZIP_MAGIC = b"PK\x03\x04"
 _EMPTY_ZIP_MAGIC = b"PK\x05\x06"
-_PICKLE_PROTO = b"\x80"
+_MAX_DETAIL = 200
 
 ARCHIVE = "archive"  # a zip archive holding a checkpoint (the QMUL zips)
 CHECKPOINT = "checkpoint"  # a torch.save file: a torch zip (>= 1.6) or a legacy pickle
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks.
-
-    Args:
-        path: the file to hash.
-
-    Returns:
-        64 lowercase hex digits.
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+SAFETENSORS = "safetensors"  # a safetensors file (8-byte header length, then a JSON header)
 
 
 def read_head(path: Path, size: int = SNIFF_BYTES) -> bytes:
@@ -61,6 +50,8 @@ def read_head(path: Path, size: int = SNIFF_BYTES) -> bytes:
 
 def looks_like_html(head: bytes) -> bool:
     """True when the bytes start like an HTML (or XML) page rather than a binary file.
+
+    A byte-order mark and leading whitespace are skipped, as browsers do.
 
     Args:
         head: the first bytes of a file or response body.
@@ -86,17 +77,30 @@ def is_torch_zip(names: list[str]) -> bool:
     return any(name.count("/") == 1 and name.endswith("/data.pkl") for name in names)
 
 
-def file_kind(path: Path) -> str:
-    """Classify a complete download as :data:`ARCHIVE` or :data:`CHECKPOINT`.
+def _is_safetensors(head: bytes) -> bool:
+    """An 8-byte little-endian header length followed by a JSON object."""
+    if len(head) < 10:
+        return False
+    (length,) = struct.unpack("<Q", head[:8])
+    if not 2 <= length <= (64 << 20) or head[8:9] != b"{":
+        return False
+    if length + 8 <= len(head):
+        try:
+            return isinstance(json.loads(head[8 : 8 + length]), dict)
+        except (UnicodeDecodeError, ValueError):
+            return False
+    return True
 
-    Note that a ``.pth.tar`` file is *not* a tar archive: it is a plain
-    ``torch.save`` file whatever its suffix, so tar is never considered.
+
+def file_kind(path: Path) -> str:
+    """Classify a complete download as :data:`ARCHIVE`, :data:`CHECKPOINT` or :data:`SAFETENSORS`.
+
+    A ``.pth.tar`` file is *not* a tar archive: it is a plain ``torch.save``
+    file whatever its suffix, so tar is never considered.
 
     Raises:
         CheckpointFormatError: the file is empty, an HTML page, or a broken zip.
     """
-    from modelzoo.errors import CheckpointFormatError
-
     head = read_head(path)
     if not head:
         raise CheckpointFormatError(f"{path.name} is empty (0 bytes), not a checkpoint")
@@ -107,12 +111,18 @@ def file_kind(path: Path) -> str:
             "the host served a web page (quota, login, captive portal or error page) instead of the file"
         )
     if head.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise CheckpointFormatError(
-                f"{path.name} is a damaged zip file ({exc}); the download is probably truncated"
-            ) from exc
-        return CHECKPOINT if is_torch_zip(names) else ARCHIVE
+        return CHECKPOINT if is_torch_zip(_zip_names(path)) else ARCHIVE
+    if _is_safetensors(head):
+        return SAFETENSORS
     return CHECKPOINT
+
+
+def _zip_names(path: Path) -> list[str]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        detail = str(exc) or type(exc).__name__
+        raise CheckpointFormatError(
+            f"{path.name} is a damaged zip file ({detail[:_MAX_DETAIL]}); the download is probably truncated"
+        ) from exc

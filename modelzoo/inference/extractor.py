@@ -13,6 +13,7 @@ measured with), in batches, on the chosen device and precision.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -21,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from modelzoo.devices import resolve_device
+from modelzoo.inference.features import autocast_context, prepare_model, use_channels_last
+from modelzoo.models import Mirrors, get, model_info
 
 COLORS = ("rgb", "bgr")
 
@@ -34,7 +37,7 @@ class FeatureExtractor:
     Args:
         model: a zoo name (``"osnet_x1_0"``, ``"osnet_x1_0.msmt17"``), loaded
             with :func:`modelzoo.get` (strictly: never random weights), or a
-            model from ``get``/``build`` (its attached transform is used).
+            model from ``get``/``build`` (its eval transform is used).
         dataset: the checkpoint, when ``model`` is a name.
         device: where the network runs (None: CUDA when available, else CPU).
         precision: ``"fp32"`` (default), or ``"fp16"`` (CUDA) / ``"bf16"``
@@ -43,10 +46,12 @@ class FeatureExtractor:
         normalize: L2-normalise each feature (for cosine distances).
         fold_bn: fold BatchNorm into the convolutions of a copy of the network
             (float rounding differences only; the given model is untouched).
+        cache_dir, mirrors, offline: where a named model's weights are
+            cached and fetched from (as :func:`modelzoo.get`).
 
     Raises:
         ValueError: an unknown precision, fp16 without CUDA, a batch size
-            below 1, or a model without an attached transform.
+            below 1, or a model not from ``get``/``build``.
     """
 
     def __init__(
@@ -59,23 +64,25 @@ class FeatureExtractor:
         batch_size: int = 64,
         normalize: bool = False,
         fold_bn: bool = True,
+        cache_dir: str | Path | None = None,
+        mirrors: Mirrors = None,
+        offline: bool | None = None,
     ) -> None:
-        from modelzoo.evaluation.features import autocast_context, prepare_model, use_channels_last
-
         self.device = resolve_device(device)
         autocast_context(self.device, precision)  # checks the precision before anything is loaded
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a whole number, at least 1; got {batch_size!r}")
         if isinstance(model, str):
-            from modelzoo.hub import get
-
-            model = get(model, dataset, device="cpu")
-        self.transform = getattr(model, "modelzoo_transform", None)
-        if self.transform is None:
-            raise ValueError("the model has no attached transform: make it with modelzoo.get or "
-                             "modelzoo.build, or set model.modelzoo_transform = modelzoo.transforms(name)")
-        record = getattr(model, "modelzoo_record", None)
-        self.feature_dim = record.feature_dim if record is not None else None
+            model = get(model, dataset, device="cpu", cache_dir=cache_dir, mirrors=mirrors, offline=offline)
+        elif dataset is not None or cache_dir is not None or mirrors is not None or offline is not None:
+            raise ValueError("dataset, cache_dir, mirrors and offline say which weights to fetch for a model "
+                             "given by name; the model given already holds its weights")
+        info = model_info(model)
+        if info is None:
+            raise ValueError("the model is not from modelzoo.get or modelzoo.build, so its eval transform is "
+                             "unknown: pass a zoo name, or a model from modelzoo.get / modelzoo.build")
+        self.transform = info.transform
+        self.feature_dim = info.record.feature_dim
         self.precision, self.batch_size, self.normalize = precision, batch_size, normalize
         self._channels_last = use_channels_last(self.device, precision)
         self._network = prepare_model(model, self.device, channels_last=self._channels_last, fold=fold_bn)
@@ -94,8 +101,6 @@ class FeatureExtractor:
             ValueError: a NumPy image without ``color``, of another dtype or
                 shape, or an unsupported kind of input.
         """
-        from modelzoo.evaluation.features import autocast_context
-
         if color is not None and color not in COLORS:
             raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
         batch = _as_sequence(images)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import zipfile
 
@@ -11,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-import ckptgen
-from modelzoo.checkpoint import load_cached_state_dict, read_state_dict, safetensors_path
+from modelzoo.testing import checkpoints as ckptgen
+from tests import hostile
+from modelzoo.formats import read_state_dict
 from modelzoo.errors import CheckpointFormatError, UnsafeCheckpointError
 
 
@@ -55,7 +55,7 @@ def test_python2_strings_come_back_as_text(tmp_path, state):
 @pytest.mark.parametrize("legacy", [False, True])
 def test_a_pickle_calling_os_system_is_refused_without_running(tmp_path, legacy):
     marker = tmp_path / "pwned"
-    path = ckptgen.write_unsafe_checkpoint(tmp_path / "evil.pth.tar", marker, legacy=legacy)
+    path = hostile.write_unsafe_checkpoint(tmp_path / "evil.pth.tar", marker, legacy=legacy)
     with pytest.raises(UnsafeCheckpointError, match="not a plain checkpoint") as info:
         read_state_dict(path)
     assert "system" in str(info.value) and "state_dict()" in str(info.value)
@@ -64,7 +64,7 @@ def test_a_pickle_calling_os_system_is_refused_without_running(tmp_path, legacy)
 
 def test_a_pickle_calling_eval_is_refused_without_running(tmp_path):
     marker = tmp_path / "pwned"
-    path = ckptgen.write_eval_checkpoint(tmp_path / "evil.pth", marker)
+    path = hostile.write_eval_checkpoint(tmp_path / "evil.pth", marker)
     with pytest.raises(UnsafeCheckpointError, match="refused without running it"):
         read_state_dict(path)
     assert not marker.exists()
@@ -126,30 +126,3 @@ def test_the_numpy_allowance_is_scoped_to_the_call(tmp_path, state):
     buffer.seek(0)
     with pytest.raises(pickle.UnpicklingError):  # still refused outside read_state_dict
         torch.load(buffer, weights_only=True)
-
-
-def test_the_first_cached_read_writes_safetensors_and_later_reads_use_it(tmp_path, state, monkeypatch):
-    weights = ckptgen.write_checkpoint(tmp_path / "w.pth.tar", state, "py2")
-    first = load_cached_state_dict(None, weights)
-    copy = safetensors_path(weights)
-    assert copy.is_file() and copy.name == "w.pth.tar.safetensors"
-    assert_same(first, state)
-
-    import modelzoo.checkpoint as module
-
-    def no_pickle(path):
-        raise AssertionError("the safetensors copy should have been used")
-
-    monkeypatch.setattr(module, "read_state_dict", no_pickle)
-    assert_same(load_cached_state_dict(None, weights), state)
-
-
-def test_a_stale_or_damaged_copy_is_rebuilt(tmp_path, state):
-    weights = ckptgen.write_checkpoint(tmp_path / "w.pth", state, "bare")
-    load_cached_state_dict(None, weights)
-    other = ckptgen.toy_state_dict(seed=9)
-    ckptgen.write_checkpoint(weights, other, "bare")  # the weights changed under the copy
-    os.utime(weights, ns=(1, 1))
-    assert_same(load_cached_state_dict(None, weights), other)
-    safetensors_path(weights).write_bytes(b"garbage")
-    assert_same(load_cached_state_dict(None, weights), other)

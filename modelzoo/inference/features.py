@@ -38,13 +38,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from modelzoo.devices import resolve_device
-from modelzoo.evaluation._parallel import available_cpus
+from modelzoo.devices import available_cpus, cpu_has_native_bf16, resolve_device
+from modelzoo.models import model_info
 
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 FOLDED_INTO = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)  # the layers torch.fx folds a BatchNorm into
 
 
@@ -81,23 +80,6 @@ def default_num_workers(device: torch.device | None = None) -> int:
     if device is not None and device.type == "cpu":
         return max(1, available // 8)
     return max(0, min(8, available))
-
-
-@lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """True when /proc/cpuinfo lists a native bf16 instruction set (avx512_bf16 or AMX).
-
-    Returns False where /proc/cpuinfo cannot be read (not Linux).
-    """
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-    return any(flag in flags for flag in NATIVE_BF16_CPU_FLAGS)
 
 
 def autocast_context(device: torch.device, precision: str) -> ContextManager:
@@ -195,7 +177,7 @@ def prepare_model(
     model.eval()
     runnable = fold_batchnorm(model) if fold else model
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    return runnable.to(device, memory_format=memory_format)
+    return runnable.to(device).to(memory_format=memory_format)
 
 
 def extract_features(
@@ -219,7 +201,7 @@ def extract_features(
             ``device`` unless ``fold_bn`` made a copy).
         paths: image files, in the order the rows of the result follow.
         transform: PIL image -> tensor; default: the transform attached by
-            ``modelzoo.get`` (``model.modelzoo_transform``).
+            ``modelzoo.get`` / ``build`` (``model.modelzoo_info.transform``).
         batch_size: images per forward pass.
         num_workers: decoding processes (default: see :func:`default_num_workers`).
         device: where the model runs (None: CUDA when available, else CPU).
@@ -241,9 +223,7 @@ def extract_features(
     _check_whole_number("batch_size", batch_size, minimum=1)
     if num_workers is not None:
         _check_whole_number("num_workers", num_workers, minimum=0)
-    transform = transform or getattr(model, "modelzoo_transform", None)
-    if transform is None:
-        raise ValueError("no transform given and the model has none attached: pass modelzoo.transforms(name)")
+    transform = transform or model_transform(model)
     target = resolve_device(device)
     autocast = autocast_context(target, precision)
     if channels_last is None:
@@ -255,6 +235,19 @@ def extract_features(
     loader = _loader(paths, transform, batch_size, workers, pin=target.type == "cuda")
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     return _run(runnable, _progress(loader, progress, description), target, memory_format, autocast)
+
+
+def model_transform(model: nn.Module) -> Callable[[Any], torch.Tensor]:
+    """The eval transform of a model from ``get``/``build``.
+
+    Raises:
+        ValueError: the model is not from ``get``/``build`` (pass a transform).
+    """
+    info = model_info(model)
+    if info is None:
+        raise ValueError("the model is not from modelzoo.get or modelzoo.build, so it has no eval transform: "
+                         "pass transform=modelzoo.transforms(name, dataset)")
+    return info.transform
 
 
 def _check_whole_number(name: str, value: Any, minimum: int) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from modelzoo.datasets._base import PathLike, absolute
-from modelzoo.datasets._registry import canonical_name
+from modelzoo.names import canonical_dataset
 from modelzoo.datasets.market import SPLIT_FOLDERS
 from modelzoo.datasets.msmt17 import LIST_FILES, VERSIONS
 
@@ -276,7 +276,7 @@ def write_dataset(name: str, root: PathLike, **kwargs: Any) -> Path:
         "dukemtmcreid": write_dukemtmcreid,
         "msmt17": write_msmt17,
     }
-    return writers[canonical_name(name)](root, **kwargs)
+    return writers[canonical_dataset(name)](root, **kwargs)
 
 
 # --------------------------------------------------------------------------- planning
@@ -550,8 +550,8 @@ class _Looks:
         tint, brightness = self._camera(shot.camera)
         # A plain per-image background: shared by nobody, so it never decides a match.
         background = rng.uniform(100, 160) + tint
-        shift_x = rng.integers(-self.width // 16, self.width // 16 + 1)
-        shift_y = rng.integers(-self.height // 32, self.height // 32 + 1)
+        shift_x = int(rng.integers(-self.width // 16, self.width // 16 + 1))
+        shift_y = int(rng.integers(-self.height // 32, self.height // 32 + 1))
         image = np.broadcast_to(background, (self.height, self.width, 3)).astype(np.float32)
         body = self._body_mask(shift_x)
         y = self.rows - shift_y

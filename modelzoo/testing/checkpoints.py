@@ -1,4 +1,4 @@
-"""Write checkpoints in every format torchreid's zoo used, from any state dict.
+"""Write checkpoints in every format the zoos used, from any state dict (for tests, demos and benchmarks).
 
 Vintages (torchreid-zoo-facts.md 0.4, 1.4-1.6):
 
@@ -14,8 +14,10 @@ Vintages (torchreid-zoo-facts.md 0.4, 1.4-1.6):
                      needs ``encoding='latin1'`` (#3, #43, #231)
 
 Also: QMUL-style zips (one folder holding ``<stem>_xent.pth.tar`` and a
-training log), files named and shaped as a manifest entry declares (a folder
-of them is a valid ``MODELZOO_MIRROR``), malicious pickles and zips.
+training log), and files named and shaped as a manifest entry declares (a
+folder of them is a valid ``MODELZOO_MIRROR``).  Every file written here is
+benign; the malicious pickles and zips the security tests need live in the
+test suite only.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import stat
 import struct
 import types
 import zipfile
@@ -61,7 +62,7 @@ def _training_state(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict, dict]
     """Real optimizer and scheduler state dicts, as torchreid's engine saves them."""
     params = [torch.nn.Parameter(v.detach().clone().float()) for v in state_dict.values() if v.is_floating_point()][:2]
     optimizer = torch.optim.Adam(params, lr=0.0003, weight_decay=5e-4, amsgrad=True)
-    sum(p.sum() for p in params).backward()
+    torch.stack([p.sum() for p in params]).sum().backward()
     optimizer.step()
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[20, 40], gamma=0.1)
     return optimizer.state_dict(), scheduler.state_dict()
@@ -87,13 +88,13 @@ class _Py2Pickler(pickle._Pickler):  # the pure-Python pickler lets us choose op
     def _save_py2_string(self, obj: str | bytes) -> None:
         data = obj.encode("latin1") if isinstance(obj, str) else obj
         if len(data) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
+            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)  # type: ignore[attr-defined]
         else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
-        self.memoize(obj)
+            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)  # type: ignore[attr-defined]
+        self.memoize(obj)  # type: ignore[attr-defined]
 
-    dispatch[str] = _save_py2_string
-    dispatch[bytes] = _save_py2_string
+    dispatch[str] = _save_py2_string  # type: ignore[assignment]
+    dispatch[bytes] = _save_py2_string  # type: ignore[assignment]
 
 
 def _py2_dump(obj: object, stream: io.BufferedIOBase, protocol: int = 2) -> None:
@@ -201,45 +202,15 @@ def write_for_checkpoint(
     return write_checkpoint(path, state_dict, vintage or "torchreid-dict")
 
 
-# ---------------------------------------------------------------------------
-# hostile files
+def write_untrained_checkpoint(checkpoint, directory: str | os.PathLike, seed: int = 0,
+                               vintage: str | None = None) -> Path:
+    """``checkpoint.filename`` in ``directory``, holding its architecture's random initial weights.
 
+    What the demo serves: a file in the zoo's real format and name, with
+    weights nobody trained (so its accuracy means nothing).
+    """
+    from modelzoo.models import build
 
-class CallsOnLoad:
-    """Pickles as a call ``function(*args)`` run by any unrestricted unpickler."""
-
-    def __init__(self, function, *args) -> None:
-        self.function = function
-        self.args = args
-
-    def __reduce__(self):
-        return (self.function, self.args)
-
-
-def write_unsafe_checkpoint(path: str | os.PathLike, marker: str | os.PathLike, legacy: bool = False) -> Path:
-    """A checkpoint whose pickle runs ``os.system("touch <marker>")`` when loaded unsafely."""
-    path = Path(path)
-    obj = {"state_dict": toy_state_dict(), "epoch": 1, "payload": CallsOnLoad(os.system, f"touch {marker}")}
-    torch.save(obj, path, _use_new_zipfile_serialization=not legacy)
-    return path
-
-
-def write_eval_checkpoint(path: str | os.PathLike, marker: str | os.PathLike) -> Path:
-    """A bare-looking checkpoint whose pickle calls ``builtins.eval`` to create ``marker``."""
-    path = Path(path)
-    code = f"open({str(marker)!r}, 'w').close()"
-    torch.save({"w": torch.ones(1), "x": CallsOnLoad(eval, code)}, path)
-    return path
-
-
-def write_zip(path: str | os.PathLike, members: Mapping[str, bytes], symlinks: Mapping[str, str] | None = None) -> Path:
-    """A zip with exactly these member names (``../`` and absolute names included) and symlink members."""
-    path = Path(path)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(zipfile.ZipInfo(name), data, compress_type=zipfile.ZIP_DEFLATED)
-        for name, link_target in (symlinks or {}).items():
-            info = zipfile.ZipInfo(name)
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            archive.writestr(info, link_target)
-    return path
+    torch.manual_seed(seed)
+    model = build(checkpoint.name, num_classes=checkpoint.num_classes)
+    return write_for_checkpoint(checkpoint, directory, model.state_dict(), vintage=vintage)

@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from modelzoo.safetensors_reader import SafetensorsFormatError, read_safetensors
+from modelzoo.errors import SafetensorsFormatError
+from modelzoo.formats.safetensors_file import read_safetensors
 
 
 def every_dtype() -> dict[str, torch.Tensor]:

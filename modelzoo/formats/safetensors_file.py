@@ -5,8 +5,8 @@ little-endian header length, a JSON header mapping each name to its
 ``dtype``, ``shape`` and ``data_offsets`` (plus an optional
 ``__metadata__`` of strings), then the raw little-endian tensor bytes.
 
-The ``safetensors`` package writes the cache's copies; this reader exists
-for speed, and needs a little-endian host (as the file's bytes are taken
+The ``safetensors`` package writes the files (:func:`write_safetensors`);
+this reader exists for speed, and needs a little-endian host (as the file's bytes are taken
 as they are).  ``safetensors.torch.load_file``
 either memory-maps the file (tensors tied to a file another process may
 replace, read lazily page fault by page fault) or, with ``backend="pread"``,
@@ -23,6 +23,7 @@ header is checked against the file before a byte is read.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -30,17 +31,15 @@ import struct
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
+
+from modelzoo.errors import SafetensorsFormatError
 
 if TYPE_CHECKING:
     import torch
 
 #: A header is a few kB for any re-ID network; anything near this is damage.
 _MAX_HEADER_BYTES = 64 << 20
-
-
-class SafetensorsFormatError(ValueError):
-    """The file is not a well-formed safetensors file this reader can hold."""
 
 
 def _torch_dtypes() -> dict[str, "torch.dtype"]:
@@ -70,7 +69,7 @@ class SafetensorsFile:
     before any tensor byte is read, so a caller can decide whether to read.
     """
 
-    def __init__(self, stream: BinaryIO, path: str, metadata: dict[str, str],
+    def __init__(self, stream: io.RawIOBase, path: str, metadata: dict[str, str],
                  entries: dict[str, _Entry], data_start: int) -> None:
         self._stream, self.path, self.metadata = stream, path, metadata
         self._entries, self._data_start = entries, data_start
@@ -134,7 +133,7 @@ class SafetensorsFile:
 
         if tensor.numel() == 0:
             return tensor
-        view = memoryview(tensor.detach().view(-1).view(torch.uint8).numpy())
+        view = memoryview(tensor.detach().view(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
         self._stream.seek(self._data_start + entry.start)
         filled = 0
         while filled < len(view):
@@ -167,8 +166,8 @@ def _read_header(stream: Any, file_size: int) -> tuple[dict[str, Any], int]:
     raw = stream.read(length)
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SafetensorsFormatError(f"header is not JSON ({exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise SafetensorsFormatError(f"header is not JSON ({str(exc)[:200] or type(exc).__name__})") from None
     if not isinstance(header, dict):
         raise SafetensorsFormatError("header is not a JSON object")
     return header, 8 + length
@@ -195,3 +194,34 @@ def _entries(header: dict[str, Any], data_size: int) -> dict[str, _Entry]:
                 f"within {data_size} bytes of data")
         entries[name] = _Entry(dtype, tuple(shape), start, end)
     return dict(sorted(entries.items(), key=lambda item: item[1].start))
+
+
+def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, "torch.Tensor"],
+                      metadata: Mapping[str, str]) -> None:
+    """Write ``tensors`` (made contiguous, shared storage untied) and string ``metadata`` to ``path``.
+
+    The caller chooses ``path`` (a temporary name beside the target, then
+    ``os.replace``): this function writes straight to it.
+
+    Raises:
+        ValueError, TypeError, RuntimeError: tensors safetensors cannot store.
+        OSError: the file cannot be written.
+    """
+    from safetensors.torch import save_file
+
+    save_file(_storable(tensors), str(path), metadata=dict(metadata))
+
+
+def _storable(state_dict: Mapping[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+    """Contiguous tensors, none sharing memory (safetensors refuses shared storage)."""
+    seen: set[int] = set()
+    out = {}
+    for key, tensor in state_dict.items():
+        tensor = tensor.detach().contiguous()
+        pointer = tensor.untyped_storage().data_ptr() if tensor.numel() else 0
+        if pointer and pointer in seen:
+            tensor = tensor.clone()
+        elif pointer:
+            seen.add(pointer)
+        out[key] = tensor
+    return out
