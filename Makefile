@@ -25,4 +25,5 @@ demo: $(STAMP)
 	$(VENV)/bin/modelzoo demo
 
 test: $(STAMP)
+	$(VENV)/bin/python -m mypy
 	$(VENV)/bin/python -m pytest
