@@ -11,6 +11,7 @@
         .lock                             one lock per checkpoint (filelock)
         <filename>.<source>.incomplete    a resumable partial download
         .fetch-*                          temporary files of the process holding the lock
+        compiled/<key>/                   runtime artifacts compiled from these weights
 
 :class:`CheckpointStore` owns all of them: nothing else in the package builds
 one of these paths.  A file only reaches its final name through
@@ -53,6 +54,7 @@ LOCK = ".lock"
 TEMP_PREFIX = ".fetch-"
 PARTIAL_SUFFIX = ".incomplete"
 COPY_SUFFIX = ".safetensors"
+COMPILED = "compiled"
 FIRST_DOWNLOAD = "first download"
 MANIFEST = "manifest"
 _LOCK_NOTICE_AFTER = 1.0  # seconds; then say we are waiting for another process
@@ -182,8 +184,23 @@ class CheckpointStore:
         """
         return unique_temp_file(self.folder, f"{TEMP_PREFIX}{os.getpid()}-", filename)
 
-    def _temp_dir(self) -> Path:
-        return Path(tempfile.mkdtemp(dir=self.folder, prefix=f"{TEMP_PREFIX}{os.getpid()}-extract-"))
+    def temp_dir(self, purpose: str = "extract") -> Path:
+        """A fresh temporary folder in the checkpoint's folder (the lock is held); leftovers are removed later."""
+        return Path(tempfile.mkdtemp(dir=self.folder, prefix=f"{TEMP_PREFIX}{os.getpid()}-{purpose}-"))
+
+    def compiled_dir(self, key: str) -> Path:
+        """Where a compiled runtime artifact of these weights lives (``compiled/<key>/``, beside them).
+
+        ``key`` names the runtime, its settings and library versions (letters,
+        digits, ``.``, ``_`` and ``-``); write the artifact in :meth:`temp_dir`
+        under :meth:`locked`, check it, then ``os.replace`` it here.
+
+        Raises:
+            ValueError: a key that is not a plain folder name.
+        """
+        if not key or not all(c.isalnum() or c in "._-" for c in key) or key.startswith("."):
+            raise ValueError(f"a compiled artifact's key must be a plain folder name, got {key!r}")
+        return self.folder / COMPILED / key
 
     @staticmethod
     def copy_path(weights: Path) -> Path:
@@ -278,7 +295,7 @@ class CheckpointStore:
         """
         info = self._inspect(served)
         trusted = self.read_hashes()
-        extract_dir = self._temp_dir() if info.kind == ARCHIVE else None
+        extract_dir = self.temp_dir() if info.kind == ARCHIVE else None
         try:
             if extract_dir is not None:
                 weights = archive.extract_weights(served.path, extract_dir).path
