@@ -34,8 +34,9 @@ from tests.architectures.fastreid_era import (
 
 TOLERANCE = 1e-5  # max |ours - theirs| / max |theirs|
 # Without the slow mark, one configuration per era-only part: padded stem pool (bot_r50), non-local +
-# learned GeM (agw_r50), era ResNeSt (agw_s50), circle head + IBN (sbs_r50_ibn), the v1.0 code (VERI-Wild).
-QUICK = ("bot_r50", "agw_r50", "agw_s50", "sbs_r50_ibn", "veriwild_bot_r50_ibn")
+# learned GeM (agw_r50), era ResNeSt (agw_s50), circle head + IBN (sbs_r50_ibn).  VERI-Wild's v1.0 network
+# is 1.4.0's (test_fastreid_oracle); its v1.0 layout is checked here without the mark.
+QUICK = ("bot_r50", "agw_r50", "agw_s50", "sbs_r50_ibn")
 MGN_ORDER = ("b1", "b2", "b3", "b21", "b22", "b31", "b32", "b33")
 CIRCLE_SCALE = 64.0
 FASTREID_METHODS = ("bot", "agw", "sbs", "mgn")
@@ -145,7 +146,7 @@ def test_a_perturbed_weight_breaks_parity():
     assert relative_difference(embedding, stored(era, name)["eval"]) > 10 * TOLERANCE
 
 
-@pytest.mark.parametrize("name", ["bot_r50", "agw_r50", "agw_s50"])
+@pytest.mark.parametrize("name", ["agw_r50", "agw_s50"])
 def test_the_1_4_0_network_differs_from_the_era_network(name):
     """The era switch matters: era="1.4.0" on the era's weights is another function (stem pool, GeM, ResNeSt)."""
     era = "0.1.1"

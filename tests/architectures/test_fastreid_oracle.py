@@ -70,7 +70,7 @@ def _cases() -> dict[str, tuple[str, dict, dict, dict]]:
 
 
 CASES = _cases()
-QUICK = ("bot_r50", "agw_r50_ibn", "sbs_s50")  # stem + BoT head, non-local + fixed GeM, ResNeSt + circle
+QUICK = ("agw_r50_ibn", "sbs_s50")  # stem, IBN, non-local, fixed GeM, linear; ResNeSt, learned GeM, circle
 
 
 def oracle(name: str, *, on_meta: bool = False) -> torch.nn.Module:
