@@ -63,10 +63,18 @@ class EraCode:
 
 
 V011 = EraCode(
-    padded_stem_pool=True, gempool_learns_p=True, resnest_layer4_dilation=1, resnest_non_local=True, mgn_era_heads=True
+    padded_stem_pool=True,
+    gempool_learns_p=True,
+    resnest_layer4_dilation=1,
+    resnest_non_local=True,
+    mgn_era_heads=True,
 )
 V1 = EraCode(
-    padded_stem_pool=False, gempool_learns_p=False, resnest_layer4_dilation=2, resnest_non_local=False, mgn_era_heads=False
+    padded_stem_pool=False,
+    gempool_learns_p=False,
+    resnest_layer4_dilation=2,
+    resnest_non_local=False,
+    mgn_era_heads=False,
 )
 ERA_CODE = {"0.1.1": V011, "1.0": V1, "1.4.0": V1}
 
