@@ -15,8 +15,9 @@ every parameter and buffer with deterministic weights drawn by FILE key name
 
 ``tests/architectures/test_fastreid_era.py`` regenerates the same weights by
 key name, passes them through ``modelzoo.formats.fastreid`` into our network
-and compares.  To remake the data (CPU, a few minutes)::
+and compares.  To remake the data (CPU, about a minute; the output is byte-identical)::
 
+    mkdir -p /tmp/fastreid-v011 /tmp/fastreid-v100
     git -C <fast-reid clone> archive 64861ea | tar -x -C /tmp/fastreid-v011
     git -C <fast-reid clone> archive 7e83d31 | tar -x -C /tmp/fastreid-v100
     PYTHONPATH=$PWD python scripts/make_fastreid_era_data.py --fastreid-src /tmp/fastreid-v011 --era 0.1.1
