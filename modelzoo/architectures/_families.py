@@ -2,6 +2,7 @@
 
 # One import per family module; keep this list sorted.
 from modelzoo.architectures import densenet  # noqa: F401
+from modelzoo.architectures import fastreid  # noqa: F401
 from modelzoo.architectures import hacnn  # noqa: F401
 from modelzoo.architectures import mlfn  # noqa: F401
 from modelzoo.architectures import mobilenetv2  # noqa: F401

@@ -49,8 +49,8 @@ def check_loss(loss: str) -> str:
 _TORCHREID_ONLY = ("use_gpu",)
 
 
-def check_builder_kwargs(architecture: str, kwargs: Mapping[str, Any]) -> None:
-    """Accept torchreid's ``use_gpu`` and ``pretrained=False``; refuse anything else.
+def check_builder_kwargs(architecture: str, kwargs: Mapping[str, Any], accepted: Sequence[str] = ()) -> None:
+    """Accept torchreid's ``use_gpu``, ``pretrained=False`` and the builder's declared options; refuse anything else.
 
     Our builders build layers only: weights come from checkpoints through
     ``modelzoo.get``.  ``pretrained=True`` is refused rather than ignored, so a
@@ -60,6 +60,8 @@ def check_builder_kwargs(architecture: str, kwargs: Mapping[str, Any]) -> None:
     Args:
         architecture: Name of the architecture being built (for messages).
         kwargs: The extra keyword arguments the builder received.
+        accepted: The options this builder declares (fast-reid's ``era``, ``pool``);
+            the builder checks their values.
 
     Raises:
         TypeError: ``pretrained=True`` or an argument the builder does not know.
@@ -70,9 +72,10 @@ def check_builder_kwargs(architecture: str, kwargs: Mapping[str, Any]) -> None:
             f"{architecture}: builders never load weights; use modelzoo.get('{architecture}', dataset) "
             "for trained weights, or modelzoo.build(...) without pretrained"
         )
-    unknown = sorted(k for k in extra if k not in _TORCHREID_ONLY)
+    unknown = sorted(k for k in extra if k not in _TORCHREID_ONLY and k not in accepted)
     if unknown:
-        raise TypeError(f"{architecture}: unexpected builder argument(s) {', '.join(unknown)}")
+        options = f" (its options: {', '.join(accepted)})" if accepted else ""
+        raise TypeError(f"{architecture}: unexpected builder argument(s) {', '.join(unknown)}{options}")
 
 
 def fc_embedding(input_dim: int, dims: Sequence[int]) -> nn.Sequential | None:
@@ -124,7 +127,8 @@ def init_reid_weights(model: nn.Module) -> None:
             nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, 0.0, 0.01)
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:  # fast-reid's squeeze-excitation layers have none
+                nn.init.zeros_(module.bias)
 
 
 class ReIDModel(nn.Module):

@@ -9,6 +9,8 @@ from or where they are kept:
   every serialization (Python-2 pickles, pre-1.6 files, NumPy scalars);
 * :mod:`~modelzoo.formats.torchreid`: torchreid's layout (training dict or
   bare state dict, ``module.`` prefixes);
+* :mod:`~modelzoo.formats.fastreid`: fast-reid's ``{"model": ...}`` files, each
+  era's head keys renamed by a declared table, ``pixel_mean``/``pixel_std`` checked;
 * :mod:`~modelzoo.formats.checkpoint_file`: :func:`read_checkpoint`, one
   reader per layout;
 * :mod:`~modelzoo.formats.safetensors_file`: the safetensors reader and writer;
