@@ -26,7 +26,7 @@ _EXPORTS = {
     "list_models": "modelzoo.manifest",
     "list_checkpoints": "modelzoo.manifest",
     "checkpoint_info": "modelzoo.manifest",
-    "download": "modelzoo.fetch",
+    "download": "modelzoo.models",
     "evaluate": "modelzoo.evaluation.pipeline",
     "extract_features": "modelzoo.inference",
     "FeatureExtractor": "modelzoo.inference",

@@ -14,6 +14,10 @@ change the environment between calls.
 ``MODELZOO_GDRIVE_URL``     base of the Google Drive download endpoint
                             (tests point it at a loopback server).
 ``MODELZOO_MANIFEST_DIR``   read the manifest from another folder.
+``MODELZOO_MAX_DOWNLOAD_``  ceiling in bytes of a download whose size the
+``BYTES``                   manifest does not give (default 2 GiB).
+``MODELZOO_LOCK_TIMEOUT``   seconds to wait for another process fetching the
+                            same checkpoint (default 600).
 ``RANK``, ``WORLD_SIZE``,   set by ``torchrun`` for each process: distributed
 ``LOCAL_RANK``              feature extraction shards the images by them
                             (``MASTER_ADDR``/``MASTER_PORT`` are read by
@@ -28,7 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from modelzoo.errors import ConfigError
+
 _TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+DEFAULT_MAX_DOWNLOAD_BYTES = 2 << 30  # no re-ID checkpoint of the zoos is near 1 GiB
+DEFAULT_LOCK_TIMEOUT = 600.0  # seconds another process may hold a checkpoint's lock before we give up
 
 DEFAULT_GDRIVE_URL = "https://drive.google.com/uc"
 PACKAGE_MANIFEST_DIR = Path(__file__).resolve().parent / "manifest_data"
@@ -36,16 +45,50 @@ SOURCE_MANIFEST_DIR = Path(__file__).resolve().parent.parent / "manifest"
 
 
 def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in _TRUE
+    raw = os.environ.get(name, "")
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is neither true nor false: use one of 1, true, yes, on / 0, false, no, off")
+
+
+def _number(name: str, default: float, minimum: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not value >= minimum:  # also refuses nan
+        raise ConfigError(f"{name}={raw!r} must be a number >= {minimum:g}")
+    return value
+
+
+def expanded_folder(path: str | os.PathLike, what: str) -> Path:
+    """``path`` with ``~`` expanded; a ``~user`` that names nobody is an error, not a folder named ``~user``."""
+    try:
+        expanded = Path(path).expanduser()
+    except RuntimeError:  # Python >= 3.11 raises for a user that does not exist
+        expanded = Path(path)
+    if str(expanded).startswith("~"):
+        raise ConfigError(f"{what} {str(path)!r} starts with a '~user' that does not exist here: give a full path")
+    return expanded
 
 
 def home() -> Path:
-    """Cache root: ``MODELZOO_HOME``, else ``$XDG_CACHE_HOME/reid-modelzoo``."""
+    """Cache root: ``MODELZOO_HOME``, else ``$XDG_CACHE_HOME/reid-modelzoo``.
+
+    Raises:
+        ConfigError: a ``~user`` that does not exist.
+    """
     explicit = os.environ.get("MODELZOO_HOME")
     if explicit:
-        return Path(explicit).expanduser()
+        return expanded_folder(explicit, "MODELZOO_HOME")
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
-    return Path(xdg).expanduser() / "reid-modelzoo"
+    return expanded_folder(xdg, "XDG_CACHE_HOME") / "reid-modelzoo"
 
 
 def checkpoints_dir() -> Path:
@@ -59,8 +102,22 @@ def env_mirrors() -> list[str]:
 
 
 def env_offline() -> bool:
-    """True when ``MODELZOO_OFFLINE`` or ``HF_HUB_OFFLINE`` is set to a true value."""
+    """True when ``MODELZOO_OFFLINE`` or ``HF_HUB_OFFLINE`` is set to a true value.
+
+    Raises:
+        ConfigError: a value that is neither true nor false (``maybe``).
+    """
     return _flag("MODELZOO_OFFLINE") or _flag("HF_HUB_OFFLINE")
+
+
+def max_download_bytes() -> int:
+    """Largest download accepted when the manifest gives no size (``MODELZOO_MAX_DOWNLOAD_BYTES``, default 2 GiB)."""
+    return int(_number("MODELZOO_MAX_DOWNLOAD_BYTES", DEFAULT_MAX_DOWNLOAD_BYTES, 1))
+
+
+def lock_timeout() -> float:
+    """Seconds to wait for another process holding a checkpoint's lock (``MODELZOO_LOCK_TIMEOUT``, default 600)."""
+    return _number("MODELZOO_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT, 0)
 
 
 def gdrive_url() -> str:
@@ -87,12 +144,18 @@ class FetchSettings:
         mirrors: bases tried before the manifest's sources (``MODELZOO_MIRROR``).
         offline: never touch the network (``MODELZOO_OFFLINE`` / ``HF_HUB_OFFLINE``).
         gdrive_url: the Google Drive download endpoint (``MODELZOO_GDRIVE_URL``).
+        max_download_bytes: the ceiling of a download whose size the manifest
+            does not give (``MODELZOO_MAX_DOWNLOAD_BYTES``).
+        lock_timeout: seconds to wait for another process holding a
+            checkpoint's lock (``MODELZOO_LOCK_TIMEOUT``).
     """
 
     cache_dir: Path
     mirrors: tuple[str, ...]
     offline: bool
     gdrive_url: str
+    max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -117,10 +180,12 @@ def fetch_settings(
     if isinstance(mirrors, str):
         mirrors = _split_bases(mirrors)
     return FetchSettings(
-        cache_dir=Path(cache_dir).expanduser() if cache_dir is not None else home(),
+        cache_dir=expanded_folder(cache_dir, "cache_dir") if cache_dir is not None else home(),
         mirrors=tuple(mirrors) if mirrors is not None else tuple(env_mirrors()),
         offline=bool(offline) if offline is not None else env_offline(),
         gdrive_url=gdrive_url(),
+        max_download_bytes=max_download_bytes(),
+        lock_timeout=lock_timeout(),
     )
 
 
@@ -143,7 +208,7 @@ def distributed_env() -> DistributedEnv | None:
     A missing ``RANK`` means 0 and a missing ``LOCAL_RANK`` the rank (one node).
 
     Raises:
-        ValueError: a variable that is not a whole number, or a rank outside the world.
+        ConfigError: a variable that is not a whole number, or a rank outside the world.
     """
     if not os.environ.get("WORLD_SIZE"):
         return None
@@ -151,7 +216,7 @@ def distributed_env() -> DistributedEnv | None:
     rank = _whole_number("RANK", "0")
     local_rank = _whole_number("LOCAL_RANK", str(rank))
     if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"RANK={rank} does not fit WORLD_SIZE={world_size}; launch with torchrun")
+        raise ConfigError(f"RANK={rank} does not fit WORLD_SIZE={world_size}; launch with torchrun")
     return DistributedEnv(rank=rank, world_size=world_size, local_rank=local_rank)
 
 
@@ -160,4 +225,4 @@ def _whole_number(name: str, default: str) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ValueError(f"environment variable {name}={raw!r} is not a whole number; launch with torchrun") from None
+        raise ConfigError(f"environment variable {name}={raw!r} is not a whole number; launch with torchrun") from None

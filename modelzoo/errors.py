@@ -51,6 +51,21 @@ class NotCachedError(ModelZooError, FileNotFoundError):
     """Offline mode and the file is not in the cache."""
 
 
+class CacheError(ModelZooError, OSError):
+    """The cache cannot be used as it is: unwritable, full, locked too long, or a damaged trust record.
+
+    The message names the folder or file and the fix.
+    """
+
+
+class ConfigError(ModelZooError, ValueError):
+    """An environment variable (or setting) with a value the package cannot use; names the allowed values."""
+
+
+class UsageError(ModelZooError, ValueError):
+    """A command-line value that cannot work, found before any work is done (exit code 2)."""
+
+
 class UnsafeCheckpointError(ModelZooError, ValueError):
     """A checkpoint whose pickle asks for code beyond plain tensors and numbers."""
 
@@ -73,6 +88,10 @@ class CheckpointMismatchError(ModelZooError, RuntimeError):
 
 class DatasetLayoutError(ModelZooError, FileNotFoundError):
     """A dataset folder does not have the layout of the real dataset."""
+
+
+class ImageReadError(ModelZooError, OSError):
+    """An image file that cannot be decoded (empty, truncated, not an image); names the file."""
 
 
 class InsufficientMemoryError(ModelZooError, MemoryError):

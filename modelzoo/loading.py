@@ -28,6 +28,7 @@ from modelzoo.errors import CheckpointMismatchError
 logger = logging.getLogger(__name__)
 
 _MAX_LISTED = 10
+_MAX_ITEM_CHARS = 120
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,11 @@ class LoadReport:
 
 
 def _listing(items: Iterable[str]) -> str:
+    """At most ten items, each cut to a readable length (a hostile file's keys can be megabytes long)."""
     items = list(items)
     more = f" ... (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else ""
-    return ", ".join(items[:_MAX_LISTED]) + more
+    shown = [item if len(item) <= _MAX_ITEM_CHARS else item[:_MAX_ITEM_CHARS] + "..." for item in items[:_MAX_LISTED]]
+    return ", ".join(shown) + more
 
 
 def compare(model: nn.Module, state: Mapping[str, torch.Tensor], drop: Iterable[str] = ()) -> LoadReport:

@@ -31,7 +31,8 @@ from torch import nn
 
 from modelzoo import config, fetch, manifest
 from modelzoo.devices import resolve_device
-from modelzoo.loading import LoadReport, load_strict, meta_tensors, uninitialised_build
+from modelzoo.errors import CheckpointMismatchError
+from modelzoo.loading import LoadReport, compare, load_strict, meta_tensors, uninitialised_build
 from modelzoo.preprocessing import build_transform
 
 logger = logging.getLogger(__name__)
@@ -161,6 +162,63 @@ def _default_preprocessing(record: manifest.ModelRecord) -> manifest.Preprocessi
                                   mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), color_order="RGB")
 
 
+def check_fits_architecture(checkpoint: manifest.Checkpoint, state: Mapping[str, torch.Tensor]) -> None:
+    """Refuse a state dict that does not fit the checkpoint's architecture (keys, shapes, classifier size).
+
+    The store calls this before it trusts a downloaded or imported file, so
+    another model's weights (or no model's) never enter the cache under this
+    name.  The architecture is built on the meta device, so the check costs no
+    memory and no initialisation.
+
+    Raises:
+        CheckpointMismatchError: the differences, listed; nothing is cached.
+    """
+    from modelzoo.architectures import builders
+
+    builders()  # import every architecture first: nothing may be created on meta at import time
+    try:
+        with uninitialised_build():
+            model = build(checkpoint.name)
+    except (RuntimeError, NotImplementedError, TypeError, ValueError):
+        model = build(checkpoint.name)
+    report = compare(model, state)
+    if not report.ok:
+        raise CheckpointMismatchError(
+            f"the file is not {checkpoint.name}'s weights: it does not fit {checkpoint.model} ({report.summary()}). "
+            f"Nothing was cached. Check that the file is {checkpoint.filename} (`modelzoo info {checkpoint.model}`)"
+        )
+
+
+def download(
+    name: str | manifest.Checkpoint,
+    dataset: str | None = None,
+    *,
+    progress: bool = True,
+    force: bool = False,
+    cache_dir: str | Path | None = None,
+    mirrors: Mirrors = None,
+    offline: bool | None = None,
+) -> Path:
+    """The path of a checkpoint's weights file in the cache, downloaded, checked and extracted first when needed.
+
+    :func:`modelzoo.fetch.download` with one more check before a new file is
+    trusted: its state dict must fit the checkpoint's architecture
+    (:func:`check_fits_architecture`).  Arguments and errors as there, plus
+    :class:`~modelzoo.errors.CheckpointMismatchError`.
+    """
+    return fetch.download(name, dataset, progress=progress, force=force, cache_dir=cache_dir, mirrors=mirrors,
+                          offline=offline, check=check_fits_architecture)
+
+
+def import_file(name: str | manifest.Checkpoint, path: str | Path, *, cache_dir: str | Path | None = None) -> Path:
+    """Register a file obtained by hand (:func:`modelzoo.fetch.import_file`), after checking that it fits.
+
+    The file's state dict must fit the checkpoint's architecture before its
+    hash is trusted, so a wrong file never blocks the genuine one later.
+    """
+    return fetch.import_file(name, path, cache_dir=cache_dir, check=check_fits_architecture)
+
+
 def transforms(name: str, dataset: str | None = None) -> Any:
     """The exact eval transform of a model's checkpoint (resize, to tensor, ImageNet mean/std, RGB)."""
     return build_transform(manifest.resolve_checkpoint(name, dataset).preprocessing)
@@ -267,7 +325,7 @@ def load_weights(
     record = manifest.models()[checkpoint.model]
     settings = config.fetch_settings(cache_dir=cache_dir, mirrors=mirrors, offline=offline)
     own = None if drop_classifier else model.state_dict()
-    loaded = fetch.load_checkpoint(checkpoint, settings, into=own, progress=progress)
+    loaded = fetch.load_checkpoint(checkpoint, settings, into=own, progress=progress, check=check_fits_architecture)
     what = f"checkpoint {checkpoint.name} ({loaded.path.name})"
     if loaded.filled_in_place:
         report = LoadReport(matched=tuple(loaded.content.state_dict))
@@ -290,7 +348,7 @@ def _pretrained(
     progress: bool,
 ) -> tuple[nn.Module, ModelInfo]:
     """The architecture with the checkpoint's weights, strictly loaded (on the CPU)."""
-    loaded = fetch.load_checkpoint(checkpoint, settings, progress=progress)
+    loaded = fetch.load_checkpoint(checkpoint, settings, progress=progress, check=check_fits_architecture)
     what = f"checkpoint {checkpoint.name} ({loaded.path.name})"
     model, report = _load_built(record, checkpoint, wanted_classes, loaded.content.state_dict, what)
     info = ModelInfo(record, checkpoint, checkpoint.preprocessing, build_transform(checkpoint.preprocessing),

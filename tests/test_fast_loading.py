@@ -98,6 +98,7 @@ def test_a_mismatching_checkpoint_is_refused_before_anything_is_adopted(mirror):
     target = manifest.resolve_checkpoint("osnet_x0_25", "market1501")
     state = deterministic_state_dict(modelzoo.build("osnet_x0_5", num_classes=wrong.num_classes))
     write_for_checkpoint(target, mirror, state, vintage="bare")
+    modelzoo.fetch.download(target, progress=False)  # the fetcher alone does not know architectures
     with pytest.raises(CheckpointMismatchError, match="with another shape.*Nothing was loaded"):
         modelzoo.get("osnet_x0_25", "market1501", device="cpu", progress=False)
 

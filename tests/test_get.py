@@ -142,12 +142,15 @@ def test_a_checkpoint_of_another_architecture_is_refused_with_its_keys(mirror):
     target = manifest.resolve_checkpoint("resnet50_fc512", "market1501")
     _, state = reference(wrong)  # resnet50 weights (no fc512 layer) under resnet50_fc512's name
     write_for_checkpoint(target, mirror, state, vintage="py2")
-    with pytest.raises(CheckpointMismatchError) as caught:
+    with pytest.raises(DownloadError) as caught:  # refused as the mirror's file before it is trusted
         modelzoo.get("resnet50_fc512", "market1501", device="cpu", progress=False)
     message = str(caught.value)
-    assert "missing" in message and "fc.0.weight" in message
+    assert "does not fit resnet50_fc512" in message and "missing" in message and "fc.0.weight" in message
     assert "classifier.weight" in message  # 2048 vs 512 inputs: a shape mismatch, listed
-    assert "Nothing was loaded" in message
+    assert "Nothing was cached" in message and modelzoo.fetch.cached_path(target) is None
+    modelzoo.fetch.download(target, progress=False)  # cached by the fetcher alone, which knows no architectures
+    with pytest.raises(CheckpointMismatchError, match="Nothing was loaded"):
+        modelzoo.get("resnet50_fc512", "market1501", device="cpu", progress=False)
 
 
 def test_missing_everywhere_is_an_error_never_random_weights(mirror):

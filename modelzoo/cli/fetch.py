@@ -70,14 +70,16 @@ def run_download(args: argparse.Namespace) -> int:
     if args.name is None and not args.all:
         print("modelzoo download: error: give a model NAME, or --all for the whole zoo", file=sys.stderr)
         return 2
+    from modelzoo.models import download  # checks each new file fits its architecture (imports torch)
+
     checkpoints = _checkpoints_to_download(args)
     if len(checkpoints) == 1:
-        print(fetch.download(checkpoints[0], progress=not args.no_progress, force=args.force))
+        print(download(checkpoints[0], progress=not args.no_progress, force=args.force))
         return 0
     failed = 0
     for checkpoint in checkpoints:
         try:
-            path = fetch.download(checkpoint, progress=not args.no_progress, force=args.force)
+            path = download(checkpoint, progress=not args.no_progress, force=args.force)
         except ModelZooError as exc:
             failed += 1
             print(f"modelzoo: error: {checkpoint.name}: {exc}", file=sys.stderr)
@@ -90,9 +92,11 @@ def run_download(args: argparse.Namespace) -> int:
 
 def run_import(args: argparse.Namespace) -> int:
     """Verify and cache a file obtained by hand."""
+    from modelzoo.models import import_file  # checks the file fits its architecture (imports torch)
+
     checkpoint = manifest.resolve_checkpoint(args.name, args.dataset)
     try:
-        path = fetch.import_file(checkpoint, args.file)
+        path = import_file(checkpoint, args.file)
     except ModelZooError:
         raise
     except FileNotFoundError as exc:  # a wrong path typed by the user: one line, no traceback

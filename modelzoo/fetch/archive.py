@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from modelzoo.errors import ArchiveError
+from modelzoo.fetch._files import MAX_NAME_BYTES, disk_full, is_disk_full
 
 WEIGHTS_PATTERN = re.compile(r"\.(?:pth|pt|pyth)$|\.pth\.tar(?:-\d+)?$", re.IGNORECASE)
 WEIGHTS_GLOBS = "*.pth, *.pth.tar, *.pth.tar-N, *.pt"
@@ -79,6 +80,15 @@ def _is_junk(parts: tuple[str, ...]) -> bool:
     return parts[0] == "__MACOSX" or parts[-1].startswith("._")
 
 
+def _check_member_name(info: zipfile.ZipInfo, leaf: str, archive_name: str) -> None:
+    """The extracted file takes the member's last name: it must be a plain name the cache can keep."""
+    if len(leaf.encode("utf-8", "replace")) > MAX_NAME_BYTES or "\0" in leaf:
+        raise ArchiveError(f"{archive_name}: refused, member {info.filename[:80]!r}... has a name no file system takes")
+    if leaf.startswith("."):
+        raise ArchiveError(f"{archive_name}: refused, weights member {info.filename[:80]!r} has a hidden name, "
+                           "as the cache's own temporary files have")
+
+
 def _select_weights(archive: zipfile.ZipFile, archive_name: str, limits: ArchiveLimits) -> zipfile.ZipInfo:
     """Check every member, then return the single weights file."""
     infos = archive.infolist()
@@ -88,6 +98,7 @@ def _select_weights(archive: zipfile.ZipFile, archive_name: str, limits: Archive
         if info.is_dir() or not parts or _is_junk(parts):
             continue
         if is_weights_name(parts[-1]):
+            _check_member_name(info, parts[-1], archive_name)
             candidates.append(info)
     _check_sizes(infos, archive_name, limits)
     if not candidates:
@@ -110,7 +121,8 @@ class ExtractedWeights:
     member: str  # its name inside the archive
 
 
-def extract_weights(archive_path: Path, folder: Path, limits: ArchiveLimits | None = None) -> ExtractedWeights:
+def extract_weights(archive_path: Path, folder: Path, limits: ArchiveLimits | None = None,
+                    name: str | None = None) -> ExtractedWeights:
     """Check an archive and extract its single weights file into ``folder``.
 
     Args:
@@ -118,6 +130,7 @@ def extract_weights(archive_path: Path, folder: Path, limits: ArchiveLimits | No
         folder: an empty temporary folder beside the cache target; the
             caller renames the result into place and removes the folder.
         limits: size limits; the defaults suit real model archives.
+        name: what messages call the archive (default: its file name).
 
     Returns:
         The extracted file (named like the member, without its folders).
@@ -125,16 +138,23 @@ def extract_weights(archive_path: Path, folder: Path, limits: ArchiveLimits | No
     Raises:
         ArchiveError: an unsafe member, absurd sizes, a damaged archive, or
             not exactly one weights file.
+        CacheError: the disk filled up while extracting (the partial file is removed).
     """
     limits = limits or ArchiveLimits()
-    name = archive_path.name
+    name = name or archive_path.name
     try:
         with zipfile.ZipFile(archive_path) as archive:
             info = _select_weights(archive, name, limits)
             target = folder / PurePosixPath(info.filename.replace("\\", "/")).name
-            _copy_member(archive, info, target, name)
+            try:
+                _copy_member(archive, info, target, name)
+            except OSError as exc:
+                if is_disk_full(exc):
+                    raise disk_full(folder, info.file_size) from exc
+                raise
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a bad CRC or deflate stream
-        raise ArchiveError(f"{name} is a damaged zip archive ({exc}); download it again") from exc
+        detail = str(exc)[:200] or type(exc).__name__
+        raise ArchiveError(f"{name} is a damaged zip archive ({detail}); download it again") from exc
     return ExtractedWeights(path=target, member=info.filename)
 
 

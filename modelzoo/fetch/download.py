@@ -19,11 +19,11 @@ import requests
 
 from modelzoo import __version__, config
 from modelzoo.config import FetchSettings
-from modelzoo.errors import ChecksumError, DownloadError, ModelZooError, NotCachedError
+from modelzoo.errors import CacheError, ChecksumError, DownloadError, ModelZooError, NotCachedError
 from modelzoo.fetch import gdrive, hf, http
 from modelzoo.fetch.http import FetchOptions
 from modelzoo.fetch.sources import FILE, GDRIVE, HF, HTTP, Candidate, candidates
-from modelzoo.fetch.store import CheckpointStore, LoadedCheckpoint, ServedFile, remove_path
+from modelzoo.fetch.store import CheckpointStore, LoadedCheckpoint, ServedFile, StateCheck, remove_path
 from modelzoo.manifest import Checkpoint, resolve_checkpoint
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def as_checkpoint(checkpoint: Checkpoint | str, dataset: str | None = None) -> C
 
 def store_for(checkpoint: Checkpoint, settings: FetchSettings) -> CheckpointStore:
     """The store of ``checkpoint`` in the cache that ``settings`` name."""
-    return CheckpointStore(checkpoint, settings.checkpoints_dir)
+    return CheckpointStore(checkpoint, settings.checkpoints_dir, lock_timeout=settings.lock_timeout)
 
 
 def load_checkpoint(
@@ -53,6 +53,7 @@ def load_checkpoint(
     into: Mapping[str, torch.Tensor] | None = None,
     progress: bool = True,
     options: FetchOptions | None = None,
+    check: StateCheck | None = None,
 ) -> LoadedCheckpoint:
     """The checkpoint's state dict, downloaded and verified first when it is not cached.
 
@@ -67,6 +68,7 @@ def load_checkpoint(
             their names, shapes and dtypes (then ``filled_in_place`` is True).
         progress: show a progress bar (only when stderr is a terminal).
         options: timeouts, retries and backoff.
+        check: runs on a downloaded state dict before its file is trusted.
 
     Raises:
         As :func:`download`; CheckpointFormatError when the cached file was
@@ -82,7 +84,7 @@ def load_checkpoint(
     cached = store.load()
     if cached is not None:
         return cached
-    return _fetch(checkpoint, store, settings, progress=progress, force=False, options=options)
+    return _fetch(checkpoint, store, settings, progress=progress, force=False, options=options, check=check)
 
 
 def download(
@@ -95,6 +97,7 @@ def download(
     mirrors: str | list[str] | tuple[str, ...] | None = None,
     offline: bool | None = None,
     options: FetchOptions | None = None,
+    check: StateCheck | None = None,
 ) -> Path:
     """The path of a verified, ready-to-load weights file of ``checkpoint`` in the cache.
 
@@ -115,6 +118,8 @@ def download(
             comma-separated string (default ``MODELZOO_MIRROR``).
         offline: never use the network (default ``MODELZOO_OFFLINE`` / ``HF_HUB_OFFLINE``).
         options: timeouts, retries and backoff.
+        check: runs on a downloaded state dict before its file is trusted
+            (``modelzoo.download`` checks that it fits the architecture).
 
     Returns:
         The weights file (``.pth``, ``.pth.tar``, ...) in the cache.
@@ -124,13 +129,15 @@ def download(
         ChecksumError: every source failed, each with a wrong hash or size.
         DownloadError: every source failed; the message lists each one and why,
             and says how to import a file obtained by hand.
+        CacheError: the cache cannot be written (unwritable, full, locked too
+            long) or its trusted hashes are damaged.
     """
     checkpoint = as_checkpoint(checkpoint, dataset)
     settings = config.fetch_settings(cache_dir=cache_dir, mirrors=mirrors, offline=offline)
     store = store_for(checkpoint, settings)
     if not force and (hit := store.weights_path()):
         return hit
-    return _fetch(checkpoint, store, settings, progress=progress, force=force, options=options).path
+    return _fetch(checkpoint, store, settings, progress=progress, force=force, options=options, check=check).path
 
 
 def _fetch(
@@ -141,8 +148,13 @@ def _fetch(
     progress: bool,
     force: bool,
     options: FetchOptions | None,
+    check: StateCheck | None,
 ) -> LoadedCheckpoint:
-    """Download under the checkpoint's lock; the first source whose file the store admits wins."""
+    """Download under the checkpoint's lock; the first source whose file the store admits wins.
+
+    A source's failure of any kind is logged and the next one tried; a
+    :class:`CacheError` (this machine's problem, not the source's) stops at once.
+    """
     tried = candidates(checkpoint, settings.mirrors)
     if settings.offline and not any(not c.touches_network for c in tried):
         raise NotCachedError(_not_cached_message(checkpoint))
@@ -151,11 +163,13 @@ def _fetch(
             return cached  # another process fetched it while we waited for the lock
         store.remove_leftovers()
         session.headers["User-Agent"] = f"reid-modelzoo/{__version__}"
-        attempt = _Attempt(checkpoint, store, session, options or FetchOptions(), progress, settings)
+        attempt = _Attempt(checkpoint, store, session, options or FetchOptions(), progress, settings, check)
         failures: list[tuple[Candidate, str, Exception]] = []
         for candidate in tried:
             try:
                 loaded = _try_candidate(attempt, candidate)
+            except CacheError:
+                raise
             except ModelZooError as exc:
                 logger.info("%s: %s failed: %s", checkpoint.name, candidate.describe(), exc)
                 failures.append((candidate, str(exc), exc))
@@ -188,6 +202,7 @@ class _Attempt:
     options: FetchOptions
     progress: bool
     settings: FetchSettings
+    check: StateCheck | None = None
 
 
 def _try_candidate(attempt: _Attempt, candidate: Candidate) -> LoadedCheckpoint:
@@ -197,9 +212,12 @@ def _try_candidate(attempt: _Attempt, candidate: Candidate) -> LoadedCheckpoint:
     if attempt.settings.offline and candidate.touches_network:
         raise DownloadError(_SKIPPED_OFFLINE)
     logger.info("%s: trying %s", attempt.checkpoint.name, candidate.describe())
-    served = _obtain(attempt, candidate)
     try:
-        return attempt.store.install(served)
+        served = _obtain(attempt, candidate)
+    except (requests.RequestException, ValueError, UnicodeError) as exc:  # whatever the request layer raises
+        raise DownloadError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    try:
+        return attempt.store.install(served, attempt.check)
     finally:
         remove_path(served.path)  # gone when moved into place; else refused or an extracted archive
 
@@ -213,15 +231,28 @@ def _obtain(attempt: _Attempt, candidate: Candidate) -> ServedFile:
         local = hf.fetch_hf(candidate.location, offline=attempt.settings.offline, progress=attempt.progress)
         return _copy_in(local, store, filename, candidate.describe())
     partial = store.partial_path(_source_key(candidate.location))
+    max_bytes, resume_record = _max_bytes(attempt, candidate), store.resume_record_path(partial)
     if candidate.kind == GDRIVE:
         result = gdrive.fetch_gdrive(candidate.location, partial, session=attempt.session, options=attempt.options,
-                                     progress=attempt.progress, endpoint=attempt.settings.gdrive_url)
+                                     progress=attempt.progress, endpoint=attempt.settings.gdrive_url,
+                                     max_bytes=max_bytes, resume_record=resume_record)
     elif candidate.kind == HTTP:
         result = http.fetch_url(candidate.location, partial, session=attempt.session, options=attempt.options,
-                                progress=attempt.progress)
+                                progress=attempt.progress, max_bytes=max_bytes, resume_record=resume_record)
     else:
         raise DownloadError(f"unknown source kind {candidate.kind!r}")
-    return ServedFile(partial, candidate.describe(), result.filename)
+    source = candidate.describe()
+    if result.url and result.url != candidate.location and candidate.kind == HTTP:
+        source = f"{source} (redirected to {result.url})"
+    return ServedFile(partial, source, result.filename, label=filename)
+
+
+def _max_bytes(attempt: _Attempt, candidate: Candidate) -> int:
+    """The manifest's size when it describes what this source serves; else the configured ceiling."""
+    checkpoint = attempt.checkpoint
+    if checkpoint.size is not None and candidate.format == checkpoint.format:
+        return checkpoint.size
+    return attempt.settings.max_download_bytes
 
 
 def _source_key(location: str) -> str:
@@ -239,14 +270,15 @@ def _copy_in(source: Path, store: CheckpointStore, filename: str, description: s
     except OSError as exc:
         remove_path(temp)
         raise DownloadError(f"cannot read {source} ({exc})") from exc
-    return ServedFile(temp, description, source.name)
+    return ServedFile(temp, description, source.name, label=source.name)
 
 
 # ---------------------------------------------------------------------------
 # import a file obtained by hand
 
 
-def import_file(checkpoint: Checkpoint | str, path: str | Path, *, cache_dir: str | Path | None = None) -> Path:
+def import_file(checkpoint: Checkpoint | str, path: str | Path, *, cache_dir: str | Path | None = None,
+                check: StateCheck | None = None) -> Path:
     """Register a file obtained by hand: verified, extracted if a zip, cached.
 
     Works offline.  The file itself is left where it is (a copy is cached).
@@ -255,6 +287,8 @@ def import_file(checkpoint: Checkpoint | str, path: str | Path, *, cache_dir: st
         checkpoint: a manifest entry or a ``model.dataset`` name.
         path: the file (the zip the manifest names, or the bare weights file).
         cache_dir: the cache root (default ``MODELZOO_HOME``).
+        check: runs on the file's state dict before it is trusted
+            (``modelzoo import`` checks that it fits the architecture).
 
     Returns:
         The cached weights file.
@@ -273,7 +307,7 @@ def import_file(checkpoint: Checkpoint | str, path: str | Path, *, cache_dir: st
         store.remove_leftovers()
         served = _copy_in(source, store, checkpoint.filename, f"imported {source.resolve()}")
         try:
-            return store.install(served).path
+            return store.install(served, check).path
         finally:
             remove_path(served.path)
 

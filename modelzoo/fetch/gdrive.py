@@ -20,9 +20,9 @@ from urllib.parse import parse_qs, urljoin, urlparse
 
 import requests
 
-from modelzoo.config import DEFAULT_GDRIVE_URL
+from modelzoo.config import DEFAULT_GDRIVE_URL, DEFAULT_MAX_DOWNLOAD_BYTES
 from modelzoo.errors import DownloadError
-from modelzoo.fetch.http import FetchOptions, FetchResult, Target, fetch_url
+from modelzoo.fetch.http import FetchOptions, FetchResult, Target, check_scheme, fetch_url
 from modelzoo.formats.sniff import html_title
 
 _ID_IN_PATH = re.compile(r"/(?:file/)?d/([A-Za-z0-9_-]{10,})")
@@ -60,6 +60,8 @@ def fetch_gdrive(
     options: FetchOptions,
     progress: bool = False,
     endpoint: str = DEFAULT_GDRIVE_URL,
+    max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
+    resume_record: Path | None = None,
 ) -> FetchResult:
     """Download a Google Drive file into ``partial``, following the confirmation step.
 
@@ -70,12 +72,17 @@ def fetch_gdrive(
         options: timeouts, retries, backoff.
         progress: show a progress bar on a terminal.
         endpoint: Drive's download endpoint (``FetchSettings.gdrive_url``).
+        max_bytes, resume_record: as :func:`~modelzoo.fetch.http.fetch_url`.
 
     Raises:
         DownloadError: quota exceeded, no access, Drive's page not understood,
             or the transfer failed.
     """
     identifier = file_id(url)
+    try:
+        check_scheme(endpoint)
+    except DownloadError as exc:
+        raise DownloadError(f"MODELZOO_GDRIVE_URL: {exc}") from None
     params = {"id": identifier, "export": "download"}
     return fetch_url(
         endpoint,
@@ -85,6 +92,8 @@ def fetch_gdrive(
         params=params,
         progress=progress,
         on_html=lambda page, response: confirmation_target(page, response, session, identifier),
+        max_bytes=max_bytes,
+        resume_record=resume_record,
     )
 
 

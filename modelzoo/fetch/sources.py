@@ -57,8 +57,11 @@ class Candidate:
 
 
 def mirror_candidate(base: str, filename: str, fmt: str) -> Candidate:
-    """The candidate for ``filename`` under one ``MODELZOO_MIRROR`` base."""
-    scheme = urlparse(base).scheme.lower()
+    """The candidate for ``filename`` under one ``MODELZOO_MIRROR`` base (a malformed base is a failed one)."""
+    try:
+        scheme = urlparse(base).scheme.lower()
+    except ValueError as exc:
+        return Candidate(base, HTTP, fmt, "mirror", problem=f"not a valid mirror address ({exc})")
     if scheme in ("http", "https"):
         return Candidate(f"{base.rstrip('/')}/{quote(filename)}", HTTP, fmt, "mirror")
     if scheme == "file":

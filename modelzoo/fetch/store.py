@@ -29,17 +29,32 @@ import datetime as _dt
 import json
 import logging
 import os
-import secrets
-import shutil
-import sys
+import socket
 import tempfile
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from modelzoo.errors import ChecksumError
-from modelzoo.fetch import archive
+from modelzoo.errors import CacheError, CheckpointFormatError, ChecksumError
+from modelzoo.fetch import _copies, archive
+from modelzoo.fetch._files import (
+    folder_error,
+    is_plain_name,
+    is_regular_file,
+    make_folder,
+    remove_path,
+    unique_temp_file,
+)
+from modelzoo.fetch._records import (
+    HASHES,
+    CacheRecord,
+    TrustedHashes,
+    read_hashes,
+    read_record,
+    write_hashes,
+    write_record,
+)
 from modelzoo.formats import ARCHIVE, CheckpointContent, file_kind, read_checkpoint, sha256_file
 from modelzoo.manifest import Checkpoint
 
@@ -48,52 +63,23 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RECORD = "record.json"
-HASHES = "hashes.json"
 LOCK = ".lock"
+LOCK_OWNER = ".lock.owner"
 TEMP_PREFIX = ".fetch-"
+_LEGACY_TEMP_PREFIX = ".tmp-"  # the safetensors temporaries of earlier releases
 PARTIAL_SUFFIX = ".incomplete"
-COPY_SUFFIX = ".safetensors"
+COPY_SUFFIX = _copies.COPY_SUFFIX
 COMPILED = "compiled"
 FIRST_DOWNLOAD = "first download"
 MANIFEST = "manifest"
+DEFAULT_LOCK_TIMEOUT = 600.0
 _LOCK_NOTICE_AFTER = 1.0  # seconds; then say we are waiting for another process
-#: The store's safetensors reader takes the file's little-endian bytes as they
-#: are; a big-endian host reads the original weights file every time instead.
-_COPIES = sys.byteorder == "little"
-#: Bumped when what a copy holds changes, so older copies are rebuilt.
-_COPY_VERSION = "2"
 
+#: A check of a state dict before its file is trusted (the model factory checks it fits the architecture).
+StateCheck = Callable[[Checkpoint, Mapping[str, "torch.Tensor"]], None]
 
-@dataclass(frozen=True)
-class CacheRecord:
-    """What ``record.json`` says about one cached checkpoint."""
-
-    name: str
-    weights_file: str
-    sha256: str
-    size: int
-    source: str
-    served_sha256: str
-    served_format: str
-    downloaded_at: str
-
-
-@dataclass
-class TrustedHashes:
-    """Hashes a checkpoint's files must match: the manifest's, or those of its first download.
-
-    ``weights_sha256`` is the hash of the ready-to-load weights file; ``served``
-    lists the hashes of the files as served (a QMUL zip and the bare Drive copy
-    differ as files but hold the same weights).
-    """
-
-    weights_sha256: str
-    weights_size: int
-    origin: str  # "manifest" or "first download"
-    first_source: str
-    recorded_at: str
-    served: list[dict[str, Any]] = field(default_factory=list)
+__all__ = ["CacheRecord", "CheckpointStore", "LoadedCheckpoint", "ServedFile", "StateCheck", "TrustedHashes",
+           "VerifyResult", "cached_folders", "remove_path", "unique_temp_file"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +89,7 @@ class ServedFile:
     path: Path  # a partial or temporary file in the checkpoint's folder
     source: str  # where it came from, for messages and the record
     name_hint: str | None = None  # the file name the server gave, if any
+    label: str = ""  # what messages call the file (the user's own file name for an import)
 
 
 @dataclass(frozen=True)
@@ -123,12 +110,19 @@ class LoadedCheckpoint:
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """The outcome of re-checking one cached checkpoint."""
+    """The outcome of re-checking one cached checkpoint.
+
+    Attributes:
+        ok: the weights file still has its recorded size and hash.
+        problem: what is wrong, and the command that fixes it.
+        repaired: what was repaired on the way (a damaged safetensors copy rebuilt).
+    """
 
     name: str
     path: Path
     ok: bool
     problem: str = ""
+    repaired: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,26 +143,30 @@ class CheckpointStore:
     Args:
         checkpoint: the manifest entry.
         checkpoints_dir: the cache's ``checkpoints/`` folder (see ``config.FetchSettings``).
+        lock_timeout: seconds to wait for another process holding the lock.
     """
 
-    def __init__(self, checkpoint: Checkpoint, checkpoints_dir: Path) -> None:
+    def __init__(self, checkpoint: Checkpoint, checkpoints_dir: Path, *,
+                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
         self.checkpoint = checkpoint
         self.folder = Path(checkpoints_dir) / checkpoint.model / checkpoint.key
+        self.lock_timeout = lock_timeout
 
     # -- paths ---------------------------------------------------------------
 
     def weights_path(self) -> Path | None:
-        """The cached weights file when its record and size agree; else None.
+        """The cached weights file when a well-formed record names it and the size agrees; else None.
 
         This is cheap (no hashing): files are hashed before they are cached and
-        :meth:`verify` hashes them again on demand.
+        :meth:`verify` hashes them again on demand.  A record that names
+        anything but a regular file in this folder counts as no record.
         """
         record = self.read_record()
         if record is None:
             return None
         path = self.folder / record.weights_file
         try:
-            return path if path.stat().st_size == record.size else None
+            return path if path.lstat().st_size == record.size else None
         except FileNotFoundError:
             return None
 
@@ -176,17 +174,25 @@ class CheckpointStore:
         """The resumable partial file for one source (never mistaken for a checkpoint)."""
         return self.folder / f"{self.checkpoint.filename}.{source_key}{PARTIAL_SUFFIX}"
 
+    @staticmethod
+    def resume_record_path(partial: Path) -> Path:
+        """Beside a partial download: the validators (ETag, Last-Modified) of the response it holds."""
+        return partial.with_name(partial.name + ".json")
+
     def temp_path(self, filename: str) -> Path:
         """A fresh, empty temporary file in the folder, unique to this process (the lock is held).
 
-        Created with the usual permissions (``mkstemp`` would make it private, and
-        the cache may be shared between users).
+        Created exclusively, never through a link, with the usual permissions
+        (the cache may be shared between users).
         """
         return unique_temp_file(self.folder, f"{TEMP_PREFIX}{os.getpid()}-", filename)
 
     def temp_dir(self, purpose: str = "extract") -> Path:
         """A fresh temporary folder in the checkpoint's folder (the lock is held); leftovers are removed later."""
-        return Path(tempfile.mkdtemp(dir=self.folder, prefix=f"{TEMP_PREFIX}{os.getpid()}-{purpose}-"))
+        try:
+            return Path(tempfile.mkdtemp(dir=self.folder, prefix=f"{TEMP_PREFIX}{os.getpid()}-{purpose}-"))
+        except OSError as exc:
+            raise folder_error(self.folder, exc) from exc
 
     def compiled_dir(self, key: str) -> Path:
         """Where a compiled runtime artifact of these weights lives (``compiled/<key>/``, beside them).
@@ -198,14 +204,14 @@ class CheckpointStore:
         Raises:
             ValueError: a key that is not a plain folder name.
         """
-        if not key or not all(c.isalnum() or c in "._-" for c in key) or key.startswith("."):
+        if not is_plain_name(key) or not all(c.isalnum() or c in "._-" for c in key):
             raise ValueError(f"a compiled artifact's key must be a plain folder name, got {key!r}")
         return self.folder / COMPILED / key
 
     @staticmethod
     def copy_path(weights: Path) -> Path:
         """Where the canonical safetensors copy of a weights file lives (beside it)."""
-        return weights.with_name(weights.name + COPY_SUFFIX)
+        return _copies.copy_path(weights)
 
     # -- the lock --------------------------------------------------------------
 
@@ -214,62 +220,91 @@ class CheckpointStore:
         """Hold the checkpoint's lock (creating its folder).
 
         Every process that writes a checkpoint's files holds this lock, so N
-        processes asking for the same checkpoint download it once.
+        processes asking for the same checkpoint download it once.  A process
+        that waits says who holds the lock, and gives up after
+        ``lock_timeout`` seconds.
+
+        Raises:
+            CacheError: the folder cannot be created or locked, or the lock
+                was held longer than ``lock_timeout``.
         """
         from filelock import FileLock, Timeout
 
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_folder(self.folder)
         lock = FileLock(str(self.folder / LOCK))
         try:
-            lock.acquire(timeout=_LOCK_NOTICE_AFTER)
+            try:
+                lock.acquire(timeout=min(_LOCK_NOTICE_AFTER, self.lock_timeout))
+            except Timeout:
+                logger.warning("waiting for another process fetching %s: %s", self.checkpoint.name, self._holder())
+                lock.acquire(timeout=max(0.0, self.lock_timeout - _LOCK_NOTICE_AFTER))
         except Timeout:
-            logger.warning("waiting for another process that is fetching %s (lock %s)",
-                           self.checkpoint.name, lock.lock_file)
-            lock.acquire()
+            raise CacheError(
+                f"gave up after {self.lock_timeout:.0f} s waiting for the lock of {self.checkpoint.name} "
+                f"({self.folder / LOCK}), held by {self._holder()}; wait for it, or raise MODELZOO_LOCK_TIMEOUT"
+            ) from None
+        except OSError as exc:
+            raise folder_error(self.folder, exc) from exc
         try:
+            self._write_holder()
             yield
         finally:
+            remove_path(self.folder / LOCK_OWNER)
             lock.release()
+
+    def _write_holder(self) -> None:
+        """Say who holds the lock, for the processes that wait (best effort)."""
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
+        with contextlib.suppress(OSError, CacheError):
+            path = self.temp_path(LOCK_OWNER)
+            path.write_text(json.dumps(owner), encoding="utf-8")
+            os.replace(path, self.folder / LOCK_OWNER)
+
+    def _holder(self) -> str:
+        try:
+            owner = json.loads((self.folder / LOCK_OWNER).read_text(encoding="utf-8"))
+            return f"process {int(owner['pid'])} on {str(owner['host'])[:64]} since {str(owner['since'])[:32]}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another process"
 
     def remove_leftovers(self) -> None:
         """Delete temporary files of processes that died holding the lock (call with the lock held).
 
         Every live writer holds the lock, so any ``.fetch-*`` file found then
-        belongs to a dead process.
+        belongs to a dead process (``.tmp-*``: the copies of earlier releases).
         """
-        for path in self.folder.glob(f"{TEMP_PREFIX}*"):
-            remove_path(path)
+        for prefix in (TEMP_PREFIX, _LEGACY_TEMP_PREFIX):
+            for path in self.folder.glob(f"{prefix}*"):
+                remove_path(path)
 
     def remove_partials(self) -> None:
-        """Delete every resumable partial download of the checkpoint."""
-        for path in self.folder.glob(f"*{PARTIAL_SUFFIX}"):
+        """Delete every resumable partial download of the checkpoint (and what is kept beside them)."""
+        for path in self.folder.glob(f"*{PARTIAL_SUFFIX}*"):
             remove_path(path)
 
     # -- records ---------------------------------------------------------------
 
     def read_record(self) -> CacheRecord | None:
-        """The folder's ``record.json``, or None when missing or unreadable."""
-        return _read_dataclass(self.folder / RECORD, CacheRecord)
+        """The folder's ``record.json``, or None when missing or damaged (see :mod:`modelzoo.fetch._records`)."""
+        return read_record(self.folder)
 
     def read_hashes(self) -> TrustedHashes | None:
-        """The folder's trusted hashes, or None before the first verified download."""
-        return _read_dataclass(self.folder / HASHES, TrustedHashes)
+        """The hashes trusted for this checkpoint, or None before its first verified download.
 
-    def _write_record(self, record: CacheRecord) -> None:
-        write_json_atomic(self.folder / RECORD, asdict(record))
-
-    def _write_hashes(self, hashes: TrustedHashes) -> None:
-        write_json_atomic(self.folder / HASHES, asdict(hashes))
+        Raises:
+            CacheError: ``hashes.json`` is damaged (it is never silently reset).
+        """
+        return read_hashes(self.folder, self.checkpoint.name)
 
     # -- admitting a file --------------------------------------------------------
 
-    def install(self, served: ServedFile) -> LoadedCheckpoint:
+    def install(self, served: ServedFile, check: StateCheck | None = None) -> LoadedCheckpoint:
         """Verify ``served`` and move its weights into place (the caller holds the lock).
 
         Steps, each of which can refuse the file (and then nothing reaches the cache):
 
-        1. what is it? an HTML page or an empty file is refused; a zip that is
-           not a torch checkpoint is an archive;
+        1. what is it? a link, an HTML page or an empty file is refused; a zip
+           that is not a torch checkpoint is an archive;
         2. size and SHA-256 of the file as served, against the manifest when
            the manifest describes a file of that format;
         3. the weights file: extracted from an archive into a temporary folder,
@@ -278,46 +313,55 @@ class CheckpointStore:
            entries) or, failing that, against the hashes trusted since the
            first download;
         5. the weights are read with ``weights_only=True`` (an unsafe or
-           truncated pickle is refused here);
+           truncated pickle is refused here), and ``check`` (the model
+           factory's: does the state dict fit the architecture?) runs on them;
         6. ``os.replace`` into place, then ``record.json``, ``hashes.json``
            and the safetensors copy.
 
         Args:
             served: a complete file as served by one source; it is consumed
                 (moved into place or left for the caller to delete).
+            check: raises when the state dict must not be trusted.
 
         Returns:
             The cached file and the state dict read from it.
 
         Raises:
             ChecksumError, ArchiveError, CheckpointFormatError,
-            UnsafeCheckpointError: the file is refused; nothing was cached.
+            UnsafeCheckpointError, CheckpointMismatchError: the file is
+                refused; nothing was cached.
+            CacheError: the trusted hashes are damaged, or the disk is full.
         """
-        info = self._inspect(served)
+        label = served.label or self.checkpoint.filename
         trusted = self.read_hashes()
+        info = self._inspect(served, label)
         extract_dir = self.temp_dir() if info.kind == ARCHIVE else None
         try:
             if extract_dir is not None:
-                weights = archive.extract_weights(served.path, extract_dir).path
+                weights = archive.extract_weights(served.path, extract_dir, name=label).path
                 weights_name, weights_sha = weights.name, sha256_file(weights)
             else:
                 weights, weights_name, weights_sha = served.path, self._bare_name(served.name_hint), info.sha256
             origin = self._check_weights(info, weights_sha, trusted)
-            content = read_checkpoint(weights)
+            content = read_checkpoint(weights, name=label)
+            if check is not None:
+                check(self.checkpoint, content.state_dict)
             target = self.folder / weights_name
-            os.replace(weights, target)
+            self._move_into_place(weights, target)
         finally:
             if extract_dir is not None:
-                shutil.rmtree(extract_dir, ignore_errors=True)
-        self._record(target, served, info, weights_sha, origin, trusted)
-        self._write_copy(target, content)
+                remove_path(extract_dir)
+        record = self._record(target, served, info, weights_sha, origin, trusted)
+        self._keep_copy(target, content, record)
         logger.info("cached %s at %s (sha256 %s, from %s)", self.checkpoint.name, target, weights_sha, served.source)
         return LoadedCheckpoint(target, content)
 
-    def _inspect(self, served: ServedFile) -> _Served:
+    def _inspect(self, served: ServedFile, label: str) -> _Served:
         """Steps 1-2: the file's kind, hash and size, checked against the manifest."""
         checkpoint = self.checkpoint
-        kind = file_kind(served.path)
+        if not is_regular_file(served.path):
+            raise CheckpointFormatError(f"{label} is not a regular file (a link or a folder): refused")
+        kind = file_kind(served.path, label)
         fmt = "zip" if kind == ARCHIVE else "checkpoint"
         size = served.path.stat().st_size
         described = fmt == checkpoint.format  # the manifest's size/hash describe a file of its format
@@ -335,13 +379,12 @@ class CheckpointStore:
         return _Served(kind=kind, format=fmt, sha256=digest, size=size)
 
     def _bare_name(self, hint: str | None) -> str:
-        """The cache name of a weights file served bare (not in an archive)."""
+        """The cache name of a weights file served bare (not in an archive); a server's name only when plain."""
         checkpoint = self.checkpoint
         if checkpoint.format == "checkpoint":
             return checkpoint.filename
-        safe_hint = hint and Path(hint).name == hint and not hint.startswith(".") and archive.is_weights_name(hint)
-        if safe_hint:
-            return str(hint)  # e.g. Drive's "resnet50_fc512_market_xent.pth.tar"
+        if hint is not None and is_plain_name(hint) and archive.is_weights_name(hint):
+            return hint  # e.g. Drive's "resnet50_fc512_market_xent.pth.tar"
         stem = checkpoint.filename[: -len(".zip")] if checkpoint.filename.endswith(".zip") else checkpoint.filename
         return f"{stem}.pth.tar"
 
@@ -366,26 +409,45 @@ class CheckpointStore:
             )
         return trusted.origin if trusted is not None else FIRST_DOWNLOAD
 
+    def _move_into_place(self, weights: Path, target: Path) -> None:
+        try:
+            os.replace(weights, target)
+        except OSError as exc:
+            raise folder_error(self.folder, exc) from exc
+
     def _record(self, target: Path, served: ServedFile, info: _Served, weights_sha: str, origin: str,
-                trusted: TrustedHashes | None) -> None:
+                trusted: TrustedHashes | None) -> CacheRecord:
         """Step 6: record the cached file and the hashes now trusted; drop stale files."""
-        previous = self.read_record()
+        previous = self.read_record()  # validated: it names a regular file in this folder, or is None
         size = target.stat().st_size
-        self._write_record(CacheRecord(
+        record = CacheRecord(
             name=self.checkpoint.name, weights_file=target.name, sha256=weights_sha, size=size,
             source=served.source, served_sha256=info.sha256, served_format=info.format, downloaded_at=_now(),
-        ))
+        )
+        write_record(self.folder, record, self._temp_prefix)
         if trusted is None or trusted.weights_sha256 != weights_sha:
             trusted = TrustedHashes(weights_sha256=weights_sha, weights_size=size, origin=origin,
                                     first_source=served.source, recorded_at=_now())
         if not any(entry.get("sha256") == info.sha256 for entry in trusted.served):
             trusted.served.append({"sha256": info.sha256, "size": info.size, "format": info.format,
                                    "source": served.source})
-        self._write_hashes(trusted)
+        write_hashes(self.folder, trusted, self._temp_prefix)
         if previous and previous.weights_file != target.name:
             remove_path(self.folder / previous.weights_file)
             remove_path(self.copy_path(self.folder / previous.weights_file))
         remove_path(self.copy_path(target))
+        return record
+
+    @property
+    def _temp_prefix(self) -> str:
+        return f"{TEMP_PREFIX}{os.getpid()}-"
+
+    def _keep_copy(self, weights: Path, content: CheckpointContent, record: CacheRecord) -> None:
+        """Write the safetensors copy and record its hash (the lock is held); a failure is said once."""
+        digest = _copies.write_copy(weights, content, record, self.checkpoint.name, self.temp_path)
+        if digest is not None:
+            with contextlib.suppress(CacheError):
+                write_record(self.folder, replace(record, copy_sha256=digest), self._temp_prefix)
 
     # -- reading ---------------------------------------------------------------
 
@@ -394,21 +456,29 @@ class CheckpointStore:
 
         The safetensors copy is read when it is current (made from the
         weights file the record names); otherwise the weights file itself is
-        read and the copy rebuilt under the lock.
+        read and the copy rebuilt under the lock, where the cache is
+        writable (where it is not, this is said once, and every load reads
+        the weights file).
 
         Raises:
             CheckpointFormatError, UnsafeCheckpointError: the cached weights
                 file cannot be read (damaged since it was verified).
         """
         path = self.weights_path()
-        if path is None:
+        record = self.read_record()
+        if path is None or record is None:
             return None
-        copied = self._read_copy(path)
+        copied = _copies.read_copy(path, record)
         if copied is not None:
             return LoadedCheckpoint(path, copied)
         content = read_checkpoint(path)
-        with self.locked():
-            self._write_copy(path, content)
+        try:
+            with self.locked():
+                if (fresh := self.read_record()) is not None and fresh.sha256 == record.sha256:
+                    self._keep_copy(path, content, fresh)
+        except CacheError as exc:
+            _copies.say_once(self.folder, f"cannot rebuild the safetensors copy in {self.folder} ({exc}); "
+                             "loads read the original weights file instead, which is slower")
         return LoadedCheckpoint(path, content)
 
     def read_into(self, targets: Mapping[str, torch.Tensor]) -> bool:
@@ -416,109 +486,32 @@ class CheckpointStore:
 
         Applies only when the copy is current and holds exactly ``targets``'
         names, shapes and dtypes (contiguous CPU tensors); otherwise nothing is
-        written and False is returned (the caller then takes :meth:`load`).
+        written and False is returned (the caller then takes :meth:`load`,
+        which treats a bad copy the same way).
 
         Raises:
             OSError: reading failed half-way; ``targets`` hold a mix of old and
                 new values and must be loaded again.
         """
-        from modelzoo.errors import SafetensorsFormatError
-        from modelzoo.formats.safetensors_file import SafetensorsFile
-
-        path = self.weights_path()
-        if not _COPIES or path is None or not self.copy_path(path).is_file():
+        path, record = self.weights_path(), self.read_record()
+        if path is None or record is None:
             return False
-        try:
-            with SafetensorsFile.open(self.copy_path(path)) as reader:
-                if not self._copy_is_current(reader, path) or reader.mismatch(targets) is not None:
-                    return False
-                try:
-                    reader.read_into(targets)
-                except (OSError, SafetensorsFormatError) as exc:
-                    raise OSError(f"reading {self.copy_path(path)} failed half-way ({exc}); the tensors hold a "
-                                  "mix of old and new values: load the weights again") from exc
-        except (FileNotFoundError, SafetensorsFormatError, ValueError):
-            return False
-        return True
-
-    def _stamp(self, weights: Path) -> dict[str, str]:
-        """Metadata tying a copy to the exact weights file it came from (its recorded hash)."""
-        record = self.read_record()
-        return {
-            "copy_version": _COPY_VERSION,
-            "source_file": weights.name,
-            "source_sha256": record.sha256 if record else "",
-            "source_size": str(weights.stat().st_size),
-        }
-
-    def _copy_is_current(self, reader: Any, weights: Path) -> bool:
-        metadata = reader.metadata
-        stamp = self._stamp(weights)
-        if {key: metadata.get(key) for key in stamp} != stamp:
-            logger.info("%s is stale; rebuilding it", Path(reader.path).name)
-            return False
-        return sorted(json.loads(metadata.get("order", "[]"))) == sorted(reader.keys())
-
-    def _read_copy(self, weights: Path) -> CheckpointContent | None:
-        """The copy's content, if the copy is present, readable and made from this very weights file.
-
-        Its tensors are read into this process's own memory, never
-        memory-mapped: a map would tie the model to a cache file another
-        process may replace, and only defer the reading to the first forward pass.
-        """
-        from modelzoo.formats.safetensors_file import SafetensorsFile
-
-        copy = self.copy_path(weights)
-        if not _COPIES or not copy.is_file():
-            return None
-        try:
-            with SafetensorsFile.open(copy) as reader:
-                if not self._copy_is_current(reader, weights):
-                    return None
-                tensors = reader.read_all()
-                metadata = reader.metadata
-            order = json.loads(metadata["order"])
-            record = json.loads(metadata.get("training_record", "{}"))
-            return CheckpointContent({key: tensors[key] for key in order}, _numbers(record))
-        except Exception as exc:  # noqa: BLE001 - any damage means "rebuild", never "fail"
-            logger.warning("ignoring damaged %s (%s); rebuilding it", copy, exc)
-            return None
-
-    def _write_copy(self, weights: Path, content: CheckpointContent) -> None:
-        """Store the canonical state dict as safetensors beside ``weights`` (the lock is held).
-
-        The copy is an optimisation: when it cannot be written, loading still
-        works from the weights file, and the reason is logged.
-        """
-        if not _COPIES:
-            return
-        from modelzoo.formats.safetensors_file import write_safetensors
-
-        target = self.copy_path(weights)
-        # safetensors sorts its tensors by name; the original order is kept for display and diffs
-        metadata = {"format": "pt", "checkpoint": self.checkpoint.name, "order": json.dumps(list(content.state_dict)),
-                    "training_record": json.dumps(content.training_record), **self._stamp(weights)}
-        temp = self.temp_path(target.name)
-        try:
-            write_safetensors(temp, content.state_dict, metadata)
-            os.replace(temp, target)
-        except (ValueError, TypeError, RuntimeError, OSError) as exc:
-            logger.info("not caching %s as safetensors (%s)", weights.name, exc)
-        finally:
-            remove_path(temp)
+        return _copies.read_copy_into(path, record, targets)
 
     # -- maintenance -------------------------------------------------------------
 
     def verify(self) -> VerifyResult | None:
-        """Hash the cached weights file again and compare it with its record; None when nothing is cached."""
+        """Hash the cached weights file (and its safetensors copy) again; None when nothing is cached.
+
+        A copy whose hash changed since it was written is rebuilt from the
+        verified weights file (``repaired`` says so).
+        """
         record = self.read_record()
         if record is None:
             return None
         path = self.folder / record.weights_file
         model, _, key = record.name.partition(".")
         again = f"fetch it again with `modelzoo download {model} {key} --force`"
-        if not path.is_file():
-            return VerifyResult(record.name, path, False, f"the weights file {path.name} is missing; {again}")
         size = path.stat().st_size
         if size != record.size:
             return VerifyResult(record.name, path, False, f"size {size} bytes, recorded {record.size} (damaged); {again}")
@@ -526,7 +519,12 @@ class CheckpointStore:
         if digest != record.sha256:
             return VerifyResult(record.name, path, False, f"SHA-256 {digest[:16]}... differs from the recorded "
                                 f"{record.sha256[:16]}... (damaged); {again}")
-        return VerifyResult(record.name, path, True)
+        repaired = ""
+        if _copies.copy_matches(path, record) is False:
+            remove_path(self.copy_path(path))
+            self.load()  # rebuilds it from the verified weights file
+            repaired = f"the safetensors copy {self.copy_path(path).name} was damaged; rebuilt it from the weights"
+        return VerifyResult(record.name, path, True, repaired=repaired)
 
     def clear(self, forget_hashes: bool = False) -> bool:
         """Delete the cached files and partial downloads; True when anything was removed.
@@ -534,79 +532,34 @@ class CheckpointStore:
         The hashes trusted since the first download are kept, so a later
         download must match them, unless ``forget_hashes``.  The lock file
         stays: another process may be waiting on it.
+
+        Raises:
+            CacheError: the folder cannot be locked or changed (read-only cache).
         """
         if not self.folder.is_dir():
             return False
-        keep = {LOCK} if forget_hashes else {LOCK, HASHES}
+        keep = {LOCK, LOCK_OWNER} if forget_hashes else {LOCK, LOCK_OWNER, HASHES}
         with self.locked():
             doomed = [path for path in self.folder.iterdir() if path.name not in keep]
             for path in doomed:
-                remove_path(path)
+                try:
+                    path.unlink() if not path.is_dir() or path.is_symlink() else remove_tree(path)
+                except OSError as exc:
+                    raise folder_error(self.folder, exc) from exc
         return bool(doomed)
 
 
-def _numbers(record: Any) -> dict[str, int | float]:
-    if not isinstance(record, dict):
-        return {}
-    return {str(k): v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+def remove_tree(path: Path) -> None:
+    """Remove a folder and everything in it (errors raised, unlike :func:`remove_path`)."""
+    import shutil
 
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        logger.warning("ignoring unreadable %s (%s)", path, exc)
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _read_dataclass(path: Path, kind: type) -> Any:
-    """``kind(**json)`` of ``path``; None when missing, unreadable or of other fields (logged)."""
-    data = _read_json(path)
-    try:
-        return kind(**data) if data else None
-    except TypeError:
-        logger.warning("ignoring %s: unexpected fields", path)
-        return None
-
-
-def unique_temp_file(folder: Path, prefix: str, filename: str) -> Path:
-    """A fresh, empty file ``<prefix><random>-<filename>`` in ``folder``, created exclusively."""
-    while True:
-        path = folder / f"{prefix}{secrets.token_hex(4)}-{filename}"
-        try:
-            with open(path, "xb"):
-                return path
-        except FileExistsError:
-            continue
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON through a temporary file and ``os.replace`` (never half-written)."""
-    temp = unique_temp_file(path.parent, f"{TEMP_PREFIX}{os.getpid()}-", path.name)
-    try:
-        with open(temp, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2, sort_keys=True)
-            stream.write("\n")
-        os.replace(temp, path)
-    finally:
-        remove_path(temp)
-
-
-def remove_path(path: Path) -> None:
-    """Remove a file or folder, ignoring one that is already gone."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+    shutil.rmtree(path)
 
 
 def cached_folders(checkpoints_dir: Path) -> list[Path]:
     """Every checkpoint folder under the cache's ``checkpoints/`` folder, sorted."""
     if not checkpoints_dir.is_dir():
         return []
-    return sorted(path for path in checkpoints_dir.glob("*/*") if path.is_dir())
+    return sorted(path for path in checkpoints_dir.glob("*/*") if path.is_dir() and not path.is_symlink())
+
 

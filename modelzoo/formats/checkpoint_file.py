@@ -50,7 +50,8 @@ def _torchreid(obj: Any, name: str, options: Mapping[str, Any]) -> CheckpointCon
 LAYOUTS: dict[str, LayoutReader] = {"torchreid": _torchreid}
 
 
-def read_checkpoint(path: str | os.PathLike, layout: str = "torchreid", **options: Any) -> CheckpointContent:
+def read_checkpoint(path: str | os.PathLike, layout: str = "torchreid", *, name: str | None = None,
+                    **options: Any) -> CheckpointContent:
     """The canonical state dict (and stored training numbers) of a checkpoint file.
 
     Always ``weights_only=True`` on the CPU (see :mod:`modelzoo.formats.pickled`).
@@ -59,6 +60,8 @@ def read_checkpoint(path: str | os.PathLike, layout: str = "torchreid", **option
     Args:
         path: a ``.pth``, ``.pth.tar``, ``.pth.tar-N``, ``.pt`` or ``.safetensors`` file.
         layout: how the zoo arranges the weights inside the file (a key of :data:`LAYOUTS`).
+        name: what messages call the file (default: its name), e.g. the
+            user's own file when the package reads a copy of it.
         **options: the layout's options.
 
     Raises:
@@ -72,18 +75,19 @@ def read_checkpoint(path: str | os.PathLike, layout: str = "torchreid", **option
         raise FileNotFoundError(f"no checkpoint file at {path}")
     if layout not in LAYOUTS:
         raise ValueError(f"unknown checkpoint layout {layout!r}; one of {', '.join(LAYOUTS)}")
-    kind = sniff.file_kind(path)
+    label = name or path.name
+    kind = sniff.file_kind(path, label)
     if kind == sniff.ARCHIVE:
         raise CheckpointFormatError(
-            f"{path.name} is a zip archive holding a checkpoint, not a checkpoint: "
+            f"{label} is a zip archive holding a checkpoint, not a checkpoint: "
             "register it with `modelzoo import NAME DATASET FILE`, which extracts it"
         )
     if kind == sniff.SAFETENSORS:
         from modelzoo.formats.safetensors_file import read_safetensors
 
         tensors, _ = read_safetensors(path)
-        return CheckpointContent(dict(torchreid.check_tensor_mapping(tensors, path.name)))
-    return LAYOUTS[layout](load_weights_only(path), path.name, options)
+        return CheckpointContent(dict(torchreid.check_tensor_mapping(tensors, label)))
+    return LAYOUTS[layout](load_weights_only(path, label), label, options)
 
 
 def read_state_dict(path: str | os.PathLike, layout: str = "torchreid", **options: Any) -> dict[str, "torch.Tensor"]:

@@ -77,8 +77,10 @@ def _torch_load(path: Path, encoding: str | None) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True, **extra)
 
 
-def load_weights_only(path: Path) -> Any:
+def load_weights_only(path: Path, name: str | None = None) -> Any:
     """What ``torch.load(path, weights_only=True)`` returns, on the CPU; Python-2 pickles retried as latin1.
+
+    ``name`` is what messages call the file (default: its file name).
 
     Raises:
         UnsafeCheckpointError: the pickle asks to import or call something
@@ -86,6 +88,7 @@ def load_weights_only(path: Path) -> Any:
             without running it).
         CheckpointFormatError: truncated, corrupted or not a torch file.
     """
+    label = Path(name or path.name)
     try:
         try:
             return _torch_load(path, None)
@@ -93,13 +96,13 @@ def load_weights_only(path: Path) -> Any:
             logger.debug("%s: a Python-2 pickle; reading its strings as latin1", path)
             return _torch_load(path, "latin1")
     except pickle.UnpicklingError as exc:
-        raise _classify_unpickling_error(path, exc) from None
+        raise _classify_unpickling_error(label, exc) from None
     except UnicodeDecodeError as exc:
-        raise CheckpointFormatError(f"{path.name}: strings that are neither UTF-8 nor latin1 ({exc})") from None
+        raise CheckpointFormatError(f"{label.name}: strings that are neither UTF-8 nor latin1 ({exc})") from None
     except (EOFError, RuntimeError, ValueError, OSError, KeyError, IndexError, TypeError, AttributeError,
             RecursionError, MemoryError, OverflowError) as exc:
         raise CheckpointFormatError(
-            f"{path.name} is not a readable PyTorch checkpoint: truncated or corrupted ({_detail(exc)}); "
+            f"{label.name} is not a readable PyTorch checkpoint: truncated or corrupted ({_detail(exc)}); "
             "download it again"
         ) from None
 

@@ -92,37 +92,42 @@ def _is_safetensors(head: bytes) -> bool:
     return True
 
 
-def file_kind(path: Path) -> str:
+def file_kind(path: Path, name: str | None = None) -> str:
     """Classify a complete download as :data:`ARCHIVE`, :data:`CHECKPOINT` or :data:`SAFETENSORS`.
 
     A ``.pth.tar`` file is *not* a tar archive: it is a plain ``torch.save``
     file whatever its suffix, so tar is never considered.
 
+    Args:
+        path: the file.
+        name: what to call it in messages (default: its file name).
+
     Raises:
         CheckpointFormatError: the file is empty, an HTML page, or a broken zip.
     """
+    name = name or path.name
     head = read_head(path)
     if not head:
-        raise CheckpointFormatError(f"{path.name} is empty (0 bytes), not a checkpoint")
+        raise CheckpointFormatError(f"{name} is empty (0 bytes), not a checkpoint")
     if looks_like_html(head):
         page = head.decode("utf-8", "replace")
         raise CheckpointFormatError(
-            f"{path.name} is an HTML page ({html_title(page)!r}), not a checkpoint: "
+            f"{name} is an HTML page ({html_title(page)!r}), not a checkpoint: "
             "the host served a web page (quota, login, captive portal or error page) instead of the file"
         )
     if head.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
-        return CHECKPOINT if is_torch_zip(_zip_names(path)) else ARCHIVE
+        return CHECKPOINT if is_torch_zip(_zip_names(path, name)) else ARCHIVE
     if _is_safetensors(head):
         return SAFETENSORS
     return CHECKPOINT
 
 
-def _zip_names(path: Path) -> list[str]:
+def _zip_names(path: Path, name: str) -> list[str]:
     try:
         with zipfile.ZipFile(path) as archive:
             return archive.namelist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         detail = str(exc) or type(exc).__name__
         raise CheckpointFormatError(
-            f"{path.name} is a damaged zip file ({detail[:_MAX_DETAIL]}); the download is probably truncated"
+            f"{name} is a damaged zip file ({detail[:_MAX_DETAIL]}); the download is probably truncated"
         ) from exc

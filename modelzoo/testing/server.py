@@ -19,6 +19,7 @@ The server speaks HTTP/1.0: one request per connection.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 import time
 from collections import deque
@@ -102,6 +103,9 @@ def ignore_range() -> Fault:
     return Fault("ignore_range")
 
 
+_LAST_MODIFIED = "Tue, 01 Oct 2019 12:00:00 GMT"
+
+
 @dataclass
 class _File:
     data: bytes
@@ -154,15 +158,25 @@ class LoopbackServer:
         chunk: int = 64 << 10,
         delay: float = 0.0,
         gate: threading.Event | None = None,
+        validators: bool = True,
     ) -> str:
         """Serve ``data`` at ``path``; returns its full URL.
+
+        Like a real file host, the answer carries an ``ETag`` (the data's
+        SHA-1) and a ``Last-Modified``, and a ``Range`` request whose
+        ``If-Range`` names other data gets the whole file (200).  Serving new
+        data at the same path changes the ETag, as a moved file does.
 
         Args:
             chunk, delay: send the body ``chunk`` bytes at a time with
                 ``delay`` seconds between chunks (a slow link).
             gate: hold every answer until this event is set.
+            validators: False answers without ETag and Last-Modified (a bare server).
         """
-        self._files[path] = _File(data, content_type, dict(headers or {}), honour_range, chunk, delay, gate)
+        extra = dict(headers or {})
+        if validators:
+            extra = {"ETag": f'"{hashlib.sha1(data).hexdigest()}"', "Last-Modified": _LAST_MODIFIED, **extra}
+        self._files[path] = _File(data, content_type, extra, honour_range, chunk, delay, gate)
         return self.url + path
 
     def route(self, path: str, handler: Callable[[Request], Reply]) -> str:
@@ -242,6 +256,10 @@ class LoopbackServer:
         start = (
             _range_start(request.range) if file.honour_range and not (fault and fault.kind == "ignore_range") else None
         )
+        if_range = request.headers.get("if-range")
+        if start is not None and if_range is not None and if_range not in (file.headers.get("ETag"),
+                                                                            file.headers.get("Last-Modified")):
+            start = None  # the file changed since the partial was fetched: send it whole
         headers = {"Content-Type": file.content_type, "Accept-Ranges": "bytes", **file.headers}
         if start is not None and start >= total:
             headers["Content-Range"] = f"bytes */{total}"
@@ -267,8 +285,10 @@ class LoopbackServer:
         request.status = reply.status
         handler.send_response(reply.status)
         for name, value in reply.headers.items():
-            handler.send_header(name, value)
-        handler.send_header("Content-Length", str(announced))
+            if not (name == "Content-Length" and value == ""):  # "" means: announce no length at all
+                handler.send_header(name, value)
+        if "Content-Length" not in reply.headers:
+            handler.send_header("Content-Length", str(announced))
         handler.end_headers()
         if request.method == "HEAD":
             request.complete = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 import pytest
@@ -199,7 +200,10 @@ def test_a_complete_partial_left_by_a_crash_is_finished_without_refetching(serve
     store.folder.mkdir(parents=True)
     from modelzoo.fetch.download import _source_key
 
-    store.partial_path(_source_key(checkpoint.sources[0].url)).write_bytes(data)
+    partial = store.partial_path(_source_key(checkpoint.sources[0].url))
+    partial.write_bytes(data)  # a crash leaves the partial and the validators of its response
+    etag = f'"{hashlib.sha1(data).hexdigest()}"'
+    store.resume_record_path(partial).write_text(json.dumps({"validator": etag}))
     assert_cached_weights(fetch.download(checkpoint, progress=False, options=FAST), state)
     (only,) = server.requests_for("/qmul/resnet50_fc512_market_softmax.zip")
     assert only.status == 416 and only.body_bytes == 0
