@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from modelzoo.cli._values import check_output_folder, check_precision, non_negative_int, points, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the evaluation commands."""
@@ -20,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("verify", help="evaluate checkpoints and compare them with the published numbers")
     p.add_argument("names", nargs="*", metavar="NAME", help="models or checkpoints (default: all)")
     p.add_argument("--dataset", action="append", dest="datasets", metavar="D", help="only these test datasets")
-    p.add_argument("--tolerance", type=float, default=0.5, help="allowed |difference| in points (default 0.5)")
+    p.add_argument("--tolerance", type=points, default=0.5, help="allowed |difference| in points (default 0.5)")
     p.add_argument("--report-dir", type=Path, help="write report.json, report.md and cmc.png here")
     _evaluation_options(p)
     p.set_defaults(handler=run_verify)
@@ -39,12 +41,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _evaluation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", required=True, type=Path, help="torchreid's data folder or the dataset folder")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when available)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, help="image decoding processes")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--workers", type=non_negative_int, help="image decoding processes (0: in this process)")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="fp32 is the published setting; bf16/fp16 are faster")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (not the published setting)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _check_evaluation_values(args: argparse.Namespace) -> None:
+    """What parses but cannot work, refused before any download or decoding."""
+    from modelzoo import config
+
+    check_precision(args.device, args.precision)
+    config.distributed_env()  # a WORLD_SIZE or RANK that makes no sense: say so now
+    if getattr(args, "report_dir", None) is not None:
+        check_output_folder(args.report_dir, "--report-dir")
 
 
 def _evaluation_kwargs(args: argparse.Namespace) -> dict:
@@ -84,6 +96,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from modelzoo.evaluation.pipeline import evaluate
 
+    _check_evaluation_values(args)
     with _torchrun_group(args.device) as joined:
         result = evaluate(args.name, args.dataset, args.data_root, distributed=joined, **_evaluation_kwargs(args))
         if _is_first_rank(joined):  # under torchrun every rank has the result; rank 0 prints it
@@ -94,6 +107,7 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     from modelzoo.evaluation.verify import markdown_table, verify, write_report
 
+    _check_evaluation_values(args)
     with _torchrun_group(args.device) as joined:
         rows = verify(args.names, args.datasets, data_root=args.data_root, tolerance=args.tolerance,
                       distributed=joined, **_evaluation_kwargs(args))
@@ -123,4 +137,6 @@ def run_doctor(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from modelzoo.demo import run_demo
 
+    if args.workdir is not None:
+        check_output_folder(args.workdir, "--workdir")
     return run_demo(workdir=args.workdir, model=args.model, say=print)

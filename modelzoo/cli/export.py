@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from modelzoo.cli._values import check_output_file
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the export command."""
@@ -23,6 +25,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     checkpoint = manifest.resolve_checkpoint(args.name, args.dataset)
     output = args.output or Path(f"{checkpoint.name}.onnx")
+    check_output_file(output, "-o/--output")
     try:
         path, check = export_onnx(checkpoint.name, output, check=not args.no_check)
     except ImportError as exc:

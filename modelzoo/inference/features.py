@@ -30,6 +30,7 @@ import numbers
 import sys
 from collections import Counter
 from contextlib import nullcontext
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterable, Sequence
@@ -39,6 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from modelzoo.devices import available_cpus, cpu_has_native_bf16, resolve_device
+from modelzoo.errors import ImageReadError
 from modelzoo.models import model_info
 
 logger = logging.getLogger(__name__)
@@ -47,8 +49,26 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 FOLDED_INTO = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)  # the layers torch.fx folds a BatchNorm into
 
 
+@dataclass(frozen=True)
+class UnreadableImage:
+    """An image file that could not be decoded, carried out of a loader worker as data, not as a traceback."""
+
+    path: Path
+    reason: str
+
+    def error(self) -> ImageReadError:
+        return ImageReadError(
+            f"cannot read the image {self.path} ({self.reason}); check the dataset folder with "
+            "`modelzoo doctor DATASET --data-root DIR`"
+        )
+
+
 class ImageFiles(Dataset):
-    """Image files decoded with PIL (as RGB) and passed through ``transform``."""
+    """Image files decoded with PIL (as RGB) and passed through ``transform``.
+
+    A file that cannot be decoded (empty, truncated, not an image) is returned
+    as an :class:`UnreadableImage`, so the caller can name it in one line.
+    """
 
     def __init__(self, paths: Sequence[str | Path], transform: Callable[[Any], torch.Tensor]):
         self.paths = [Path(p) for p in paths]
@@ -57,11 +77,23 @@ class ImageFiles(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        from PIL import Image
+    def __getitem__(self, index: int) -> torch.Tensor | UnreadableImage:
+        from PIL import Image, UnidentifiedImageError
 
-        with Image.open(self.paths[index]) as image:
-            return self.transform(image.convert("RGB"))
+        path = self.paths[index]
+        try:
+            with Image.open(path) as image:
+                return self.transform(image.convert("RGB"))
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:  # PIL raises all of these
+            return UnreadableImage(path, str(exc)[:200] or type(exc).__name__)
+
+
+def collate_images(items: list[torch.Tensor | UnreadableImage]) -> torch.Tensor | UnreadableImage:
+    """A batch of images, or the first unreadable one of them."""
+    for item in items:
+        if isinstance(item, UnreadableImage):
+            return item
+    return torch.stack(items)  # type: ignore[arg-type]
 
 
 def default_num_workers(device: torch.device | None = None) -> int:
@@ -257,7 +289,7 @@ def _check_whole_number(name: str, value: Any, minimum: int) -> None:
 
 def _run(
     model: nn.Module,
-    batches: Iterable[torch.Tensor],
+    batches: Iterable[torch.Tensor | UnreadableImage],
     device: torch.device,
     memory_format: torch.memory_format,
     autocast: ContextManager,
@@ -265,6 +297,8 @@ def _run(
     chunks = []
     with torch.inference_mode(), autocast:
         for batch in batches:
+            if isinstance(batch, UnreadableImage):
+                raise batch.error()
             batch = batch.to(device, non_blocking=True, memory_format=memory_format)
             chunks.append(model(batch).float().cpu())
     return torch.cat(chunks)
@@ -281,6 +315,7 @@ def _loader(
         shuffle=False,
         num_workers=workers,
         pin_memory=pin,
+        collate_fn=collate_images,
         # DataLoader already gives each worker one torch thread; PIL decodes on one thread too.
         prefetch_factor=2 if workers else None,
         persistent_workers=False,
