@@ -14,6 +14,8 @@ change the environment between calls.
 ``MODELZOO_GDRIVE_URL``     base of the Google Drive download endpoint
                             (tests point it at a loopback server).
 ``MODELZOO_MANIFEST_DIR``   read the manifest from another folder.
+``HF_ENDPOINT``             the Hugging Face Hub or a mirror of it
+                            (``https://hf-mirror.com``) for ``hf://`` sources.
 ``MODELZOO_MAX_DOWNLOAD_``  ceiling in bytes of a download whose size the
 ``BYTES``                   manifest does not give (default 2 GiB).
 ``MODELZOO_LOCK_TIMEOUT``   seconds to wait for another process fetching the
@@ -123,6 +125,14 @@ def lock_timeout() -> float:
 def gdrive_url() -> str:
     """Google Drive download endpoint (``MODELZOO_GDRIVE_URL`` overrides)."""
     return os.environ.get("MODELZOO_GDRIVE_URL", DEFAULT_GDRIVE_URL).rstrip("/")
+
+
+def hf_endpoint() -> str | None:
+    """``HF_ENDPOINT``, the Hugging Face Hub (or mirror, e.g. ``https://hf-mirror.com``) to ask; None: the Hub.
+
+    Read at each call, so setting it after ``import huggingface_hub`` still counts.
+    """
+    return os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or None
 
 
 def manifest_dir() -> Path:

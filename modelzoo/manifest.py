@@ -24,17 +24,46 @@ from modelzoo.names import DATASET_NAMES, dataset_key
 
 DATASETS = DATASET_NAMES
 SOURCE_KINDS = ("http", "gdrive", "hf")
+SOURCE_STATUSES = ("live", "quota-limited", "dead", "archived", "unknown")
+LIVE_STATUSES = ("live", "quota-limited")
 FORMATS = ("zip", "checkpoint")
 DISTANCES = ("euclidean", "cosine")
 
 
 @dataclass(frozen=True)
 class Source:
-    """One host of a checkpoint file."""
+    """One host of a checkpoint file, and what is known about whether it still serves it.
+
+    Attributes:
+        url: where to ask (``https://...``, a Drive link, ``hf://owner/repo/path[@revision]``).
+        kind: ``http``, ``gdrive`` or ``hf``.
+        format: ``zip`` or ``checkpoint``: what this host serves.
+        status: ``live``, ``quota-limited`` (Google Drive), ``dead`` (the host is gone),
+            ``archived`` (an Internet Archive copy whose capture is unverified) or ``unknown``.
+        since: the year a dead host died.
+        sha256, size: of this host's file, where known (a container differs between hosts).
+        note: where a fact about this source comes from.
+    """
 
     url: str
-    kind: str  # "http" | "gdrive" | "hf"
-    format: str  # "zip" | "checkpoint": what this host serves
+    kind: str
+    format: str
+    status: str = "unknown"
+    since: int | None = None
+    sha256: str | None = None
+    size: int | None = None
+    note: str = ""
+
+    @property
+    def believed_live(self) -> bool:
+        """True for a host believed to serve the file today (live or quota-limited)."""
+        return self.status in LIVE_STATUSES
+
+    def describe_status(self) -> str:
+        """``live``, ``quota-limited``, ``dead since 2019``, ``archived copy, unverified``, ``unknown``."""
+        if self.status == "dead":
+            return f"dead since {self.since}" if self.since else "dead"
+        return "archived copy, unverified" if self.status == "archived" else self.status
 
 
 @dataclass(frozen=True)
@@ -76,11 +105,17 @@ class Checkpoint:
     sources: tuple[Source, ...]
     results: tuple[Result, ...]
     notes: str = ""
+    weights_sha256: str | None = None  # the weights fingerprint (formats.weights_fingerprint), where pinned
 
     @property
     def name(self) -> str:
         """The two-part name ``model.key``."""
         return f"{self.model}.{self.key}"
+
+    @property
+    def believed_live(self) -> bool:
+        """True when at least one source is believed to serve the file today."""
+        return any(source.believed_live for source in self.sources)
 
     def result_on(self, dataset: str) -> Result | None:
         """The published result on ``dataset``, if there is one."""
@@ -158,9 +193,10 @@ _CHECKPOINT_FIELDS = {
     "results": list,
     "notes": str,
 }
+_CHECKPOINT_OPTIONAL = {"weights_sha256": (str, type(None))}
 _PREPROCESSING_FIELDS = {"input_size": list, "interpolation": str, "mean": list, "std": list, "color_order": str}
-_SOURCE_FIELDS = {"url": str, "kind": str}
-_SOURCE_OPTIONAL = {"format": str}
+_SOURCE_FIELDS = {"url": str, "kind": str, "status": str}
+_SOURCE_OPTIONAL = {"format": str, "since": int, "sha256": str, "size": int, "note": str}
 _RESULT_FIELDS = {"dataset": str, "rank1": (float, int), "mAP": (float, int)}
 _RESULT_OPTIONAL = {"rank5": (float, int), "rank10": (float, int)}
 
@@ -201,7 +237,19 @@ def _parse_source(data: Any, default_format: str, where: str) -> Source:
     data = _check_fields(data, _SOURCE_FIELDS, where, _SOURCE_OPTIONAL)
     kind = _one_of(data["kind"], SOURCE_KINDS, f"{where}.kind")
     fmt = _one_of(data.get("format", default_format), FORMATS, f"{where}.format")
-    return Source(url=data["url"], kind=kind, format=fmt)
+    status = _one_of(data["status"], SOURCE_STATUSES, f"{where}.status")
+    if "since" in data and status != "dead":
+        raise ManifestError(f"{where}.since: only a dead source has a year it died")
+    _check_hash_and_size(data.get("sha256"), data.get("size"), where)
+    return Source(url=data["url"], kind=kind, format=fmt, status=status, since=data.get("since"),
+                  sha256=data.get("sha256"), size=data.get("size"), note=data.get("note", ""))
+
+
+def _check_hash_and_size(sha256: str | None, size: int | None, where: str) -> None:
+    if sha256 is not None and not is_sha256(sha256):
+        raise ManifestError(f"{where}.sha256: expected 64 lowercase hex digits or null")
+    if size is not None and size <= 0:
+        raise ManifestError(f"{where}.size: expected a positive number of bytes or null")
 
 
 def _parse_result(data: Any, where: str) -> Result:
@@ -231,16 +279,16 @@ def _parse_preprocessing(data: Any, where: str) -> Preprocessing:
 
 
 def _parse_checkpoint(model: str, key: str, data: Any, where: str) -> Checkpoint:
-    data = _check_fields(data, _CHECKPOINT_FIELDS, where)
+    data = _check_fields(data, _CHECKPOINT_FIELDS, where, _CHECKPOINT_OPTIONAL)
     fmt = _one_of(data["format"], FORMATS, f"{where}.format")
     sources = tuple(_parse_source(s, fmt, f"{where}.sources[{i}]") for i, s in enumerate(data["sources"]))
     if not sources:
         raise ManifestError(f"{where}.sources: a checkpoint needs at least one source")
     sha256 = data["sha256"]
-    if sha256 is not None and not is_sha256(sha256):
-        raise ManifestError(f"{where}.sha256: expected 64 lowercase hex digits or null")
-    if data["size"] is not None and data["size"] <= 0:
-        raise ManifestError(f"{where}.size: expected a positive number of bytes or null")
+    _check_hash_and_size(sha256, data["size"], where)
+    weights_sha256 = data.get("weights_sha256")
+    if weights_sha256 is not None and not is_sha256(weights_sha256):
+        raise ManifestError(f"{where}.weights_sha256: expected 64 lowercase hex digits or null")
     return Checkpoint(
         model=model,
         key=key,
@@ -255,6 +303,7 @@ def _parse_checkpoint(model: str, key: str, data: Any, where: str) -> Checkpoint
         sources=sources,
         results=tuple(_parse_result(r, f"{where}.results[{i}]") for i, r in enumerate(data["results"])),
         notes=data["notes"],
+        weights_sha256=weights_sha256,
     )
 
 
@@ -431,13 +480,15 @@ def list_models(pattern: str | None = None, dataset: str | None = None) -> list[
     return names
 
 
-def list_checkpoints(pattern: str | None = None, dataset: str | None = None) -> list[str]:
+def list_checkpoints(pattern: str | None = None, dataset: str | None = None, *, live: bool | None = None) -> list[str]:
     """Every checkpoint as ``name.tag`` (timm's ``list_pretrained``), in zoo order.
 
     Args:
         pattern: an fnmatch pattern matched against ``name.tag`` and against
             the model's names alone (``"osnet*"``, ``"*.msmt17"``).
         dataset: keep only checkpoints with this key (aliases accepted).
+        live: True keeps only checkpoints with a source believed live; False
+            only those without one (a dead or archived host alone).
 
     Raises:
         UnknownCheckpointError: no model of the zoo has a checkpoint for ``dataset``.
@@ -447,6 +498,8 @@ def list_checkpoints(pattern: str | None = None, dataset: str | None = None) -> 
     for record in models().values():
         for checkpoint in record.checkpoints.values():
             if wanted and checkpoint.key != wanted:
+                continue
+            if live is not None and checkpoint.believed_live != live:
                 continue
             if pattern and not (_matches(record, pattern) or fnmatch.fnmatchcase(checkpoint.name, pattern.lower())):
                 continue

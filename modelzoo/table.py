@@ -19,12 +19,16 @@ def params_cell(record: ModelRecord) -> str:
     return f"{record.params_m:.1f}" + ("†" if record.params_counted == "total" else "")
 
 
+NO_LIVE_SOURCE = "‡"
+
+
 def result_cell(checkpoint: Checkpoint | None) -> str:
-    """``Rank-1 (mAP)`` of the same-domain result, or '-' when there is none."""
+    """``Rank-1 (mAP)`` of the same-domain result, or '-' when there is none; '‡' marks a checkpoint
+    with no source believed live (its only host is dead, its only other copy an unverified archive)."""
     if checkpoint is None or checkpoint.same_domain is None:
         return "-"
     result = checkpoint.same_domain
-    return f"{result.rank1:.1f} ({result.mAP:.1f})"
+    return f"{result.rank1:.1f} ({result.mAP:.1f})" + ("" if checkpoint.believed_live else NO_LIVE_SOURCE)
 
 
 def row(record: ModelRecord) -> tuple[str, ...]:

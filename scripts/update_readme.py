@@ -24,7 +24,9 @@ def render() -> str:
             START,
             "Rank-1 (mAP) in %, same-domain (trained and tested on the same dataset). "
             "`*` trained from scratch; `†` the published count includes the classifiers "
-            "(every other count excludes the classifier).",
+            "(every other count excludes the classifier); `‡` no source believed live (the file's only host, "
+            "QMUL, died in 2019, and whether the Internet Archive holds a copy is unknown): a download will most "
+            "likely fail, so `modelzoo import` a copy you have.",
             table.markdown(records),
             "Cross-domain, MSMT17 `combineall` and ImageNet checkpoints:",
             table.extra_markdown(records),

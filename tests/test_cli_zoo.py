@@ -28,14 +28,16 @@ def test_list_json_is_the_records(capsys):
     assert main(["list", "resnet50_fc512", "--json"]) == 0
     (record,) = json.loads(capsys.readouterr().out)
     assert record["checkpoints"]["market1501"]["results"][0]["rank1"] == 90.8
-    assert record["checkpoints"]["market1501"]["sources"][0]["url"].endswith("resnet50_fc512_market_softmax.zip")
+    sources = record["checkpoints"]["market1501"]["sources"]
+    assert sources[1]["url"].endswith("resnet50_fc512_market_softmax.zip") and sources[1]["status"] == "dead"
 
 
 def test_info_shows_every_checkpoint_and_source(capsys):
     assert main(["info", "mobilenetv2_x1_4"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("mobilenetv2_1dot4 (aliases: mobilenetv2_x1_4)")
-    assert out.count("[http]") == 3 and out.count("[gdrive]") == 3
+    assert out.count("[http, dead since 2019]") == 3 and out.count("[gdrive, quota-limited]") == 3
+    assert out.count("[http, archived copy, unverified]") == 3
     assert "mobilenetv2_1dot4_msmt.pth.tar" in out
 
 

@@ -63,8 +63,8 @@ def test_manifest_holds_every_seed_row_exactly(seed_rows):
         for dataset, (rank1, mAP, url) in row["datasets"].items():
             ckpt = record.checkpoints[dataset]
             assert (ckpt.rank1, ckpt.mAP) == (rank1, mAP), ckpt.name
-            assert ckpt.sources[0].url == url, ckpt.name
-            assert ckpt.sources[0].kind == "http"
+            seed = next((s for s in ckpt.sources if s.url == url), None)
+            assert seed is not None and seed.kind == "http", ckpt.name
             assert ckpt.filename == url.rsplit("/", 1)[1]
             assert ckpt.format == ("zip" if url.endswith(".zip") else "checkpoint")
             assert ckpt.num_classes == SEED_NUM_CLASSES[dataset]
@@ -109,12 +109,14 @@ def test_cross_domain_checkpoints_are_named_honestly():
     assert set(modelzoo.info("osnet_ain_x0_25").checkpoints) == {"imagenet"}
 
 
-def test_drive_copies_follow_the_seed_url():
+def test_live_sources_come_first_and_the_archive_last():
     sources = modelzoo.info("resnet50_fc512").checkpoints["market1501"].sources
-    assert [s.kind for s in sources] == ["http", "gdrive"]
-    assert sources[1].url.endswith("1kv8l5laX_YCdIGVCetjlNdzKIA3NvsSt")
-    assert sources[1].format == "checkpoint" and sources[0].format == "zip"
-    assert len(modelzoo.info("densenet121_fc512").checkpoints["market1501"].sources) == 1
+    assert [s.kind for s in sources] == ["gdrive", "http", "http"]  # Drive, QMUL (dead), the Internet Archive's copy
+    assert sources[0].url.endswith("1kv8l5laX_YCdIGVCetjlNdzKIA3NvsSt")
+    assert sources[0].format == "checkpoint" and sources[1].format == "zip"
+    assert [s.status for s in sources] == ["quota-limited", "dead", "archived"]
+    assert [s.status for s in modelzoo.info("densenet121_fc512").checkpoints["market1501"].sources] == \
+        ["dead", "archived"]
 
 
 def test_aliases_and_dataset_short_names_resolve():
@@ -186,6 +188,6 @@ def test_manifest_readme_documents_every_field():
     readme = (REPO / "manifest" / "README.md").read_text()
     fields = set(manifest._MODEL_FIELDS) | set(manifest._CHECKPOINT_FIELDS) | set(manifest._PREPROCESSING_FIELDS)
     fields |= set(manifest._SOURCE_FIELDS) | set(manifest._SOURCE_OPTIONAL) | set(manifest._RESULT_FIELDS)
-    fields |= set(manifest._RESULT_OPTIONAL)
+    fields |= set(manifest._RESULT_OPTIONAL) | set(manifest._CHECKPOINT_OPTIONAL)
     undocumented = sorted(f for f in fields if f"`{f}`" not in readme)
     assert undocumented == []

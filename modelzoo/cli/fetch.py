@@ -11,7 +11,7 @@ from modelzoo.manifest import Checkpoint
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``download``, ``import`` and ``cache`` commands."""
+    """Add the ``download``, ``import``, ``cache`` and ``sources`` commands."""
     p = subparsers.add_parser(
         "download",
         help="download checkpoints into the cache (verified, extracted)",
@@ -33,6 +33,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", help="dataset key, e.g. market1501")
     p.add_argument("file", help="the downloaded file (the zip, or the bare weights file)")
     p.set_defaults(handler=run_import)
+
+    p = subparsers.add_parser("sources", help="check that every source still serves its file (no download)")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    sub = actions.add_parser(
+        "check", help="ask every source of the named (or all) checkpoints whether it still serves the file",
+        description="One bounded request per source (a one-byte Range request, Drive's confirmation step, the Hub's "
+                    "metadata call), in parallel. Exit code 1 when a checkpoint has no working source.")
+    sub.add_argument("names", nargs="*", metavar="NAME", help="models or name.dataset (default: every checkpoint)")
+    sub.add_argument("--json", action="store_true", help="print every answer as JSON")
+    sub.add_argument("--workers", type=int, default=8, help="requests in parallel (default 8)")
+    sub.set_defaults(handler=run_sources_check)
 
     p = subparsers.add_parser("cache", help="list, locate, verify or clear cached checkpoints")
     actions = p.add_subparsers(dest="action", metavar="ACTION")
@@ -103,7 +115,16 @@ def run_import(args: argparse.Namespace) -> int:
         print(f"modelzoo: error: {exc}", file=sys.stderr)
         return 1
     print(path)
+    print(f"weights fingerprint {_fingerprint_of(checkpoint)} (the same weights in any container give this hash)",
+          file=sys.stderr)
     return 0
+
+
+def _fingerprint_of(checkpoint: Checkpoint) -> str:
+    from modelzoo.fetch.download import store_for
+
+    record = store_for(checkpoint, config.fetch_settings()).read_record()
+    return record.fingerprint if record is not None else "unknown"
 
 
 def run_cache_list(args: argparse.Namespace) -> int:
@@ -165,3 +186,36 @@ def run_cache_clear(args: argparse.Namespace) -> int:
     for name in removed:
         print(f"removed {name}")
     return 0
+
+
+def _named_checkpoints(names: list[str]) -> list[Checkpoint]:
+    if not names:
+        return [c for record in manifest.models().values() for c in record.checkpoints.values()]
+    chosen = []
+    for name in names:
+        model, tag = manifest.split_name(name)
+        chosen += [manifest.resolve_checkpoint(name)] if tag else list(manifest.resolve_name(model).checkpoints.values())
+    return chosen
+
+
+def run_sources_check(args: argparse.Namespace) -> int:
+    """Probe every source; exit 1 when a checkpoint has no working source."""
+    import json
+
+    from modelzoo.fetch.probe import check_sources, working_checkpoints
+
+    probes = check_sources(_named_checkpoints(args.names), config.fetch_settings(), workers=args.workers)
+    working = working_checkpoints(probes)
+    broken = [name for name, ok in working.items() if not ok]
+    if args.json:
+        print(json.dumps({"sources": [p.to_dict() for p in probes], "without_a_working_source": broken}, indent=2))
+        return 1 if broken else 0
+    for probe in probes:
+        size = "" if probe.size is None else f"{probe.size} bytes" + ("" if probe.size_matches is not False else " (!)")
+        validators = " ".join(v for v in (probe.etag, probe.last_modified) if v)
+        print("\t".join(("ok" if probe.ok else "FAIL", probe.checkpoint, probe.source, f"[{probe.known_status}]",
+                         probe.detail, size, validators)).rstrip())
+    print(f"\n{len(working) - len(broken)} of {len(working)} checkpoints have a working source")
+    if broken:
+        print("without a working source: " + ", ".join(broken), file=sys.stderr)
+    return 1 if broken else 0

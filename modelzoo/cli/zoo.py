@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import json
 
-from modelzoo import manifest, table
+from modelzoo import config, manifest, table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,7 +42,9 @@ def run_list(args: argparse.Namespace) -> int:
     if table.extra_rows(records):
         print("\nMore checkpoints (cross-domain, MSMT17 combineall, ImageNet):")
         print(table.extra_plain(records))
-    print("\n* trained from scratch   † includes the classifier (hacnn)   Rank-1 (mAP) in %")
+    print("\n* trained from scratch   † includes the classifier (hacnn)   Rank-1 (mAP) in %\n"
+          "‡ no source believed live: the only host is dead (QMUL, 2019) and an archived copy is unverified; "
+          "see `modelzoo sources check`")
     return 0
 
 
@@ -58,6 +60,14 @@ def run_info(args: argparse.Namespace) -> int:
         return 0
     print(format_card(record, only))
     return 0
+
+
+def _cached_fingerprint(checkpoint: manifest.Checkpoint) -> str:
+    """``; cached: <fingerprint>`` when the checkpoint is in the cache (read from its record, cheap)."""
+    from modelzoo.fetch.download import store_for
+
+    record = store_for(checkpoint, config.fetch_settings()).read_record()
+    return f"; cached {record.fingerprint}" if record is not None and record.fingerprint else ""
 
 
 def format_card(record: manifest.ModelRecord, only: str | None = None) -> str:
@@ -79,9 +89,14 @@ def format_card(record: manifest.ModelRecord, only: str | None = None) -> str:
         lines += [
             f"    {ckpt.name}  (trained on {ckpt.trained_on}, {ckpt.num_classes} classes, {ckpt.distance} distance)",
             f"      published  {results}",
-            f"      file       {ckpt.filename} ({ckpt.format}); sha256 {ckpt.sha256 or 'unknown'}; size {ckpt.size or 'unknown'}",
+            f"      file       {ckpt.filename} ({ckpt.format}); sha256 {ckpt.sha256 or 'not published'}; "
+            f"size {ckpt.size or 'unknown'}",
+            f"      weights    fingerprint {ckpt.weights_sha256 or 'not pinned'}{_cached_fingerprint(ckpt)}",
         ]
-        lines += [f"      source     [{s.kind}] {s.url}" for s in ckpt.sources]
+        if not ckpt.believed_live:
+            lines.append("      warning    no source believed live: a download will most likely fail "
+                         "(`modelzoo sources check`, or `modelzoo import` a copy you have)")
+        lines += [f"      source     [{s.kind}, {s.describe_status()}] {s.url}" for s in ckpt.sources]
         if ckpt.notes:
             lines.append(f"      note       {ckpt.notes}")
     return "\n".join(lines)

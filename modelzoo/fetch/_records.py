@@ -35,6 +35,8 @@ class CacheRecord:
 
     Attributes:
         copy_sha256: SHA-256 of the safetensors copy when it was written ("" before).
+        fingerprint: the weights fingerprint (``formats.weights_fingerprint``), the same
+            for the same weights in any container ("" in records of earlier releases).
     """
 
     name: str
@@ -46,6 +48,7 @@ class CacheRecord:
     served_format: str
     downloaded_at: str
     copy_sha256: str = ""
+    fingerprint: str = ""
 
 
 @dataclass
@@ -54,7 +57,9 @@ class TrustedHashes:
 
     ``weights_sha256`` is the hash of the ready-to-load weights file; ``served``
     lists the hashes of the files as served (a QMUL zip and the bare Drive copy
-    differ as files but hold the same weights).
+    differ as files but hold the same weights); ``fingerprint`` is the hash of
+    the weights themselves, which every later download must match, whatever its
+    container ("" in trust files of earlier releases: then the file hash is compared).
     """
 
     weights_sha256: str
@@ -63,6 +68,7 @@ class TrustedHashes:
     first_source: str
     recorded_at: str
     served: list[dict[str, Any]] = field(default_factory=list)
+    fingerprint: str = ""
 
 
 def _load_json(path: Path) -> Any:
@@ -112,12 +118,13 @@ def _is_count(value: Any) -> bool:
 _RECORD_CHECKS = {
     "name": _is_text, "weights_file": is_plain_name, "sha256": is_sha256, "size": _is_count,
     "source": _is_text, "served_sha256": is_sha256, "served_format": _is_text, "downloaded_at": _is_text,
-    "copy_sha256": lambda v: v == "" or is_sha256(v),
+    "copy_sha256": lambda v: v == "" or is_sha256(v), "fingerprint": lambda v: v == "" or is_sha256(v),
 }
 _HASHES_CHECKS = {
     "weights_sha256": is_sha256, "weights_size": _is_count, "origin": _is_text, "first_source": _is_text,
     "recorded_at": _is_text,
     "served": lambda v: isinstance(v, list) and all(isinstance(e, dict) and is_sha256(e.get("sha256")) for e in v),
+    "fingerprint": lambda v: v == "" or is_sha256(v),
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -229,7 +229,8 @@ def _obtain(attempt: _Attempt, candidate: Candidate) -> ServedFile:
         return _copy_in(Path(candidate.location), store, filename, candidate.describe())
     if candidate.kind == HF:
         local = hf.fetch_hf(candidate.location, offline=attempt.settings.offline, progress=attempt.progress)
-        return _copy_in(local, store, filename, candidate.describe())
+        served = _copy_in(local, store, filename, candidate.describe())
+        return replace(served, sha256=candidate.sha256, size=candidate.size)
     partial = store.partial_path(_source_key(candidate.location))
     max_bytes, resume_record = _max_bytes(attempt, candidate), store.resume_record_path(partial)
     if candidate.kind == GDRIVE:
@@ -244,12 +245,14 @@ def _obtain(attempt: _Attempt, candidate: Candidate) -> ServedFile:
     source = candidate.describe()
     if result.url and result.url != candidate.location and candidate.kind == HTTP:
         source = f"{source} (redirected to {result.url})"
-    return ServedFile(partial, source, result.filename, label=filename)
+    return ServedFile(partial, source, result.filename, label=filename, sha256=candidate.sha256, size=candidate.size)
 
 
 def _max_bytes(attempt: _Attempt, candidate: Candidate) -> int:
     """The manifest's size when it describes what this source serves; else the configured ceiling."""
     checkpoint = attempt.checkpoint
+    if candidate.size is not None:
+        return candidate.size
     if checkpoint.size is not None and candidate.format == checkpoint.format:
         return checkpoint.size
     return attempt.settings.max_download_bytes

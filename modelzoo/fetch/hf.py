@@ -71,7 +71,7 @@ def fetch_hf(
         url: ``hf://owner/repo/path/in/repo[@revision]``.
         offline: use only the local Hugging Face cache (never the network).
         progress: let huggingface_hub show its progress bar.
-        endpoint: another Hub endpoint (tests); default: huggingface_hub's.
+        endpoint: another Hub endpoint; default: ``HF_ENDPOINT`` (read now), else the Hub.
         cache_dir: another Hugging Face cache folder (tests); default: its own.
 
     Raises:
@@ -81,7 +81,10 @@ def fetch_hf(
     from huggingface_hub import hf_hub_download
     from huggingface_hub.utils import HfHubHTTPError, LocalEntryNotFoundError  # also in older releases
 
+    from modelzoo.config import hf_endpoint
+
     location = parse_hf_url(url)
+    endpoint = endpoint or hf_endpoint()
     quiet: dict[str, Any] = {}
     if not progress and "tqdm_class" in inspect.signature(hf_hub_download).parameters:  # newer releases only
         quiet["tqdm_class"] = _quiet_tqdm_class()

@@ -36,6 +36,9 @@ class Candidate:
         origin: ``mirror`` (MODELZOO_MIRROR) or ``manifest``.
         problem: set when the candidate cannot be tried at all (an unknown
             mirror scheme); the reason is reported with the others.
+        sha256, size: of this place's file, where the manifest knows them.
+        status: what the manifest knows of this place (``live``, ``dead``, ...;
+            ``unknown`` for mirrors).
     """
 
     location: str
@@ -43,6 +46,9 @@ class Candidate:
     format: str
     origin: str
     problem: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    status: str = "unknown"
 
     @property
     def touches_network(self) -> bool:
@@ -86,5 +92,6 @@ def candidates(checkpoint: Checkpoint, mirrors: Sequence[str] = ()) -> list[Cand
     """
     found = [mirror_candidate(base, checkpoint.filename, checkpoint.format) for base in mirrors]
     for source in checkpoint.sources:
-        found.append(Candidate(source.url, source.kind, source.format, "manifest"))
+        found.append(Candidate(source.url, source.kind, source.format, "manifest", sha256=source.sha256,
+                               size=source.size, status=source.status))
     return found

@@ -55,7 +55,7 @@ from modelzoo.fetch._records import (
     write_hashes,
     write_record,
 )
-from modelzoo.formats import ARCHIVE, CheckpointContent, file_kind, read_checkpoint, sha256_file
+from modelzoo.formats import ARCHIVE, CheckpointContent, file_kind, read_checkpoint, sha256_file, weights_fingerprint
 from modelzoo.manifest import Checkpoint
 
 if TYPE_CHECKING:
@@ -90,6 +90,8 @@ class ServedFile:
     source: str  # where it came from, for messages and the record
     name_hint: str | None = None  # the file name the server gave, if any
     label: str = ""  # what messages call the file (the user's own file name for an import)
+    sha256: str | None = None  # this source's file, where the manifest knows it
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -309,12 +311,13 @@ class CheckpointStore:
            the manifest describes a file of that format;
         3. the weights file: extracted from an archive into a temporary folder,
            or the served file itself;
-        4. the weights' SHA-256 against the manifest (checkpoint-format
-           entries) or, failing that, against the hashes trusted since the
-           first download;
-        5. the weights are read with ``weights_only=True`` (an unsafe or
+        4. the weights are read with ``weights_only=True`` (an unsafe or
            truncated pickle is refused here), and ``check`` (the model
            factory's: does the state dict fit the architecture?) runs on them;
+        5. the weights' fingerprint against the manifest's ``weights_sha256``,
+           the weights file's SHA-256 against the manifest (checkpoint-format
+           entries), and either against what was trusted since the first
+           download (the fingerprint: any container of the same weights passes);
         6. ``os.replace`` into place, then ``record.json``, ``hashes.json``
            and the safetensors copy.
 
@@ -342,16 +345,17 @@ class CheckpointStore:
                 weights_name, weights_sha = weights.name, sha256_file(weights)
             else:
                 weights, weights_name, weights_sha = served.path, self._bare_name(served.name_hint), info.sha256
-            origin = self._check_weights(info, weights_sha, trusted)
             content = read_checkpoint(weights, name=label)
             if check is not None:
                 check(self.checkpoint, content.state_dict)
+            fingerprint = weights_fingerprint(content.state_dict)
+            origin = self._check_weights(info, weights_sha, fingerprint, trusted)
             target = self.folder / weights_name
             self._move_into_place(weights, target)
         finally:
             if extract_dir is not None:
                 remove_path(extract_dir)
-        record = self._record(target, served, info, weights_sha, origin, trusted)
+        record = self._record(target, served, info, weights_sha, fingerprint, origin, trusted)
         self._keep_copy(target, content, record)
         logger.info("cached %s at %s (sha256 %s, from %s)", self.checkpoint.name, target, weights_sha, served.source)
         return LoadedCheckpoint(target, content)
@@ -364,6 +368,9 @@ class CheckpointStore:
         kind = file_kind(served.path, label)
         fmt = "zip" if kind == ARCHIVE else "checkpoint"
         size = served.path.stat().st_size
+        if served.size is not None and size != served.size:
+            raise ChecksumError(f"{size} bytes where the manifest says this source's file has {served.size} "
+                                "(truncated, moved or changed file)")
         described = fmt == checkpoint.format  # the manifest's size/hash describe a file of its format
         if described and checkpoint.size is not None and size != checkpoint.size:
             raise ChecksumError(
@@ -371,6 +378,9 @@ class CheckpointStore:
                 "(truncated or wrong file)"
             )
         digest = sha256_file(served.path)
+        if served.sha256 is not None and digest != served.sha256:
+            raise ChecksumError(f"SHA-256 {digest} differs from the manifest's {served.sha256} for this source's file "
+                                "(corrupted, changed or tampered file)")
         if described and checkpoint.sha256 and digest != checkpoint.sha256:
             raise ChecksumError(
                 f"SHA-256 {digest} differs from the manifest's {checkpoint.sha256} for {checkpoint.filename} "
@@ -388,9 +398,17 @@ class CheckpointStore:
         stem = checkpoint.filename[: -len(".zip")] if checkpoint.filename.endswith(".zip") else checkpoint.filename
         return f"{stem}.pth.tar"
 
-    def _check_weights(self, served: _Served, weights_sha: str, trusted: TrustedHashes | None) -> str:
-        """Step 4; returns how the weights were verified (``manifest`` or ``first download``)."""
+    def _check_weights(self, served: _Served, weights_sha: str, fingerprint: str,
+                       trusted: TrustedHashes | None) -> str:
+        """Step 5; returns how the weights were verified (``manifest`` or ``first download``)."""
         checkpoint = self.checkpoint
+        if checkpoint.weights_sha256:
+            if fingerprint != checkpoint.weights_sha256:
+                raise ChecksumError(
+                    f"these weights have the fingerprint {fingerprint}, the manifest pins {checkpoint.weights_sha256} "
+                    f"for {checkpoint.name}: other weights, whatever the file (tampered or wrong file)"
+                )
+            return MANIFEST
         if checkpoint.sha256 and checkpoint.format == "checkpoint":
             if weights_sha != checkpoint.sha256:
                 raise ChecksumError(
@@ -400,6 +418,15 @@ class CheckpointStore:
             return MANIFEST
         if checkpoint.sha256 and served.format == checkpoint.format:
             return MANIFEST  # the served file matched the manifest in _inspect
+        if trusted is not None and trusted.fingerprint:
+            if fingerprint != trusted.fingerprint:
+                raise ChecksumError(
+                    f"these weights have the fingerprint {fingerprint[:16]}..., not the {trusted.fingerprint[:16]}... "
+                    f"trusted since {checkpoint.name} was first downloaded (from {trusted.first_source}, "
+                    f"{trusted.recorded_at}). If the zoo really changed the weights, forget the old ones with "
+                    f"`modelzoo cache clear {checkpoint.name} --forget-hashes`"
+                )
+            return trusted.origin
         if trusted is not None and weights_sha != trusted.weights_sha256:
             raise ChecksumError(
                 f"the weights' SHA-256 {weights_sha[:16]}... differs from {trusted.weights_sha256[:16]}... trusted "
@@ -415,19 +442,22 @@ class CheckpointStore:
         except OSError as exc:
             raise folder_error(self.folder, exc) from exc
 
-    def _record(self, target: Path, served: ServedFile, info: _Served, weights_sha: str, origin: str,
-                trusted: TrustedHashes | None) -> CacheRecord:
+    def _record(self, target: Path, served: ServedFile, info: _Served, weights_sha: str, fingerprint: str,
+                origin: str, trusted: TrustedHashes | None) -> CacheRecord:
         """Step 6: record the cached file and the hashes now trusted; drop stale files."""
         previous = self.read_record()  # validated: it names a regular file in this folder, or is None
         size = target.stat().st_size
         record = CacheRecord(
             name=self.checkpoint.name, weights_file=target.name, sha256=weights_sha, size=size,
             source=served.source, served_sha256=info.sha256, served_format=info.format, downloaded_at=_now(),
+            fingerprint=fingerprint,
         )
         write_record(self.folder, record, self._temp_prefix)
-        if trusted is None or trusted.weights_sha256 != weights_sha:
+        if trusted is None or (trusted.fingerprint or trusted.weights_sha256) not in (fingerprint, weights_sha):
             trusted = TrustedHashes(weights_sha256=weights_sha, weights_size=size, origin=origin,
-                                    first_source=served.source, recorded_at=_now())
+                                    first_source=served.source, recorded_at=_now(), fingerprint=fingerprint)
+        elif not trusted.fingerprint:  # a trust file of an earlier release learns the fingerprint
+            trusted = replace(trusted, fingerprint=fingerprint)
         if not any(entry.get("sha256") == info.sha256 for entry in trusted.served):
             trusted.served.append({"sha256": info.sha256, "size": info.size, "format": info.format,
                                    "source": served.source})
@@ -519,6 +549,9 @@ class CheckpointStore:
         if digest != record.sha256:
             return VerifyResult(record.name, path, False, f"SHA-256 {digest[:16]}... differs from the recorded "
                                 f"{record.sha256[:16]}... (damaged); {again}")
+        if record.fingerprint and weights_fingerprint(read_checkpoint(path).state_dict) != record.fingerprint:
+            return VerifyResult(record.name, path, False, f"the weights no longer have their recorded fingerprint "
+                                f"{record.fingerprint[:16]}...; {again}")
         repaired = ""
         if _copies.copy_matches(path, record) is False:
             remove_path(self.copy_path(path))

@@ -14,13 +14,13 @@ from or where they are kept:
 * :mod:`~modelzoo.formats.checkpoint_file`: :func:`read_checkpoint`, one
   reader per layout;
 * :mod:`~modelzoo.formats.safetensors_file`: the safetensors reader and writer;
-* :mod:`~modelzoo.formats.digest`: file hashes.
+* :mod:`~modelzoo.formats.digest`: file hashes and the weights fingerprint.
 
 It imports nothing of the package but :mod:`modelzoo.errors`.
 """
 
 from modelzoo.formats.checkpoint_file import LAYOUTS, CheckpointContent, read_checkpoint, read_state_dict
-from modelzoo.formats.digest import sha256_file
+from modelzoo.formats.digest import sha256_file, weights_fingerprint
 from modelzoo.formats.sniff import ARCHIVE, CHECKPOINT, SAFETENSORS, file_kind, looks_like_html
 
 __all__ = [
@@ -34,4 +34,5 @@ __all__ = [
     "read_checkpoint",
     "read_state_dict",
     "sha256_file",
+    "weights_fingerprint",
 ]

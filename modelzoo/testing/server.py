@@ -253,8 +253,8 @@ class LoopbackServer:
 
     def _send_file(self, handler: BaseHTTPRequestHandler, request: Request, file: _File, fault: Fault | None) -> None:
         total = len(file.data)
-        start = (
-            _range_start(request.range) if file.honour_range and not (fault and fault.kind == "ignore_range") else None
+        start, end = (
+            _range(request.range) if file.honour_range and not (fault and fault.kind == "ignore_range") else (None, None)
         )
         if_range = request.headers.get("if-range")
         if start is not None and if_range is not None and if_range not in (file.headers.get("ETag"),
@@ -265,8 +265,9 @@ class LoopbackServer:
             headers["Content-Range"] = f"bytes */{total}"
             return self._send(handler, request, Reply(416, b"", headers))
         if start is not None:
-            headers["Content-Range"] = f"bytes {start}-{total - 1}/{total}"
-            reply = Reply(206, file.data[start:], headers)
+            last = total - 1 if end is None else min(end, total - 1)
+            headers["Content-Range"] = f"bytes {start}-{last}/{total}"
+            reply = Reply(206, file.data[start:last + 1], headers)
         else:
             reply = Reply(200, file.data, headers)
         self._send(handler, request, reply, fault, chunk=file.chunk, delay=file.delay)
@@ -313,12 +314,14 @@ class LoopbackServer:
         handler.close_connection = True
 
 
-def _range_start(header: str | None) -> int | None:
-    """The first byte of a ``bytes=N-`` Range header."""
+def _range(header: str | None) -> tuple[int | None, int | None]:
+    """The first and (when given) last byte of a ``bytes=N-`` or ``bytes=N-M`` Range header."""
     if not header or not header.startswith("bytes="):
-        return None
-    first = header[len("bytes=") :].split("-", 1)[0]
-    return int(first) if first.isdigit() else None
+        return None, None
+    first, _, last = header[len("bytes=") :].partition("-")
+    if not first.isdigit():
+        return None, None
+    return int(first), int(last) if last.isdigit() else None
 
 
 @contextlib.contextmanager

@@ -45,9 +45,10 @@ def test_mirrors_come_first_in_order_then_the_manifest(monkeypatch, tmp_path):
         f"{tmp_path}/m2/resnet50_fc512_market_softmax.zip",
         f"{tmp_path}/m3/resnet50_fc512_market_softmax.zip",
     ]
-    assert [c.kind for c in found] == ["http", "file", "file", "http", "gdrive"]
-    assert [c.origin for c in found] == ["mirror"] * 3 + ["manifest"] * 2
-    assert found[4].format == "checkpoint"  # the Drive copy is the bare checkpoint the zip holds
+    assert [c.kind for c in found] == ["http", "file", "file", "gdrive", "http", "http"]  # Drive, QMUL, archive
+    assert [c.origin for c in found] == ["mirror"] * 3 + ["manifest"] * 3
+    assert found[3].format == "checkpoint"  # the Drive copy is the bare checkpoint the zip holds
+    assert [c.status for c in found[3:]] == ["quota-limited", "dead", "archived"]
     assert mirror_candidate("ftp://x", "a.zip", "zip").problem
 
 
