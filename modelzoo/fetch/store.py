@@ -163,12 +163,17 @@ class CheckpointStore:
         :meth:`verify` hashes them again on demand.  A record that names
         anything but a regular file in this folder counts as no record.
         """
+        cached = self._cached()
+        return cached[0] if cached is not None else None
+
+    def _cached(self) -> tuple[Path, CacheRecord] | None:
+        """The weights file and the record that names it, when the two agree (one read of the record)."""
         record = self.read_record()
         if record is None:
             return None
         path = self.folder / record.weights_file
         try:
-            return path if path.lstat().st_size == record.size else None
+            return (path, record) if path.lstat().st_size == record.size else None
         except FileNotFoundError:
             return None
 
@@ -494,10 +499,10 @@ class CheckpointStore:
             CheckpointFormatError, UnsafeCheckpointError: the cached weights
                 file cannot be read (damaged since it was verified).
         """
-        path = self.weights_path()
-        record = self.read_record()
-        if path is None or record is None:
+        cached = self._cached()
+        if cached is None:
             return None
+        path, record = cached
         copied = _copies.read_copy(path, record)
         if copied is not None:
             return LoadedCheckpoint(path, copied)
@@ -523,10 +528,8 @@ class CheckpointStore:
             OSError: reading failed half-way; ``targets`` hold a mix of old and
                 new values and must be loaded again.
         """
-        path, record = self.weights_path(), self.read_record()
-        if path is None or record is None:
-            return False
-        return _copies.read_copy_into(path, record, targets)
+        cached = self._cached()
+        return cached is not None and _copies.read_copy_into(*cached, targets)
 
     # -- maintenance -------------------------------------------------------------
 
