@@ -8,7 +8,7 @@ import torch
 
 import oracle
 from modelzoo.errors import InsufficientMemoryError, ModelZooError
-from modelzoo.evaluation import compute_distance, re_ranking
+from modelzoo.evaluation import compute_distance, re_ranking, re_ranking_from_features
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +82,144 @@ def test_bad_input_raises_value_error(change, message):
     arguments = {"q_g_dist": q_g, "q_q_dist": q_q, "g_g_dist": g_g, **change}
     with pytest.raises(ValueError, match=message):
         re_ranking(**arguments)
+
+
+# --------------------------------------------------------------------------
+# From features
+
+
+def features(num_query: int, num_gallery: int, dim: int, seed: int, dtype=np.float32):
+    """Query and gallery features clustered by identity (several images per identity)."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, max(2, (num_query + num_gallery) // 8), num_query + num_gallery)
+    centres = rng.standard_normal((ids.max() + 1, dim))
+    points = (centres[ids] + 0.7 * rng.standard_normal((ids.size, dim))).astype(dtype)
+    return points[:num_query], points[num_query:]
+
+
+def torchreid_on_features(torchreid_re_ranking, qf, gf, metric, *parameters):
+    """torchreid's re_ranking on the three compute_distance matrices, as evaluate() used to build them."""
+    q, g = torch.from_numpy(qf), torch.from_numpy(gf)
+    matrices = [compute_distance(a, b, metric).numpy() for a, b in ((q, g), (q, q), (g, g))]
+    return torchreid_re_ranking(*matrices, *parameters)
+
+
+# Bit-equality assumes the BLAS gives a product's entry the same bits whatever
+# block of rows and columns it is computed in, provided both sides have 32 or
+# more (MKL, OpenBLAS); thinner products take other kernels (see rerank.py).
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize(
+    "num_query, num_gallery, dim, k1, k2, lambda_value",
+    [
+        (40, 160, 16, 20, 6, 0.3),  # small, the paper's parameters
+        (150, 650, 64, 20, 6, 0.3),  # medium
+        (60, 240, 32, 7, 9, 0.0),  # k2 > k1 + 1; Jaccard only
+        (36, 90, 8, 5, 1, 1.0),  # no query expansion; original distance only
+    ],
+)
+def test_from_features_equals_torchreid_on_distance_matrices(torchreid_re_ranking, metric, num_query,
+                                                             num_gallery, dim, k1, k2, lambda_value):
+    qf, gf = features(num_query, num_gallery, dim, seed=num_query)
+    expected = torchreid_on_features(torchreid_re_ranking, qf, gf, metric, k1, k2, lambda_value)
+    result = re_ranking_from_features(qf, gf, k1, k2, lambda_value, metric=metric, as_matrix=True)
+    assert result.dtype == np.float32 and result.shape == (num_query, num_gallery)
+    np.testing.assert_array_equal(result, expected)
+
+
+def test_from_features_of_a_tiny_problem_is_torchreids_to_float_rounding(torchreid_re_ranking):
+    qf, gf = features(4, 9, 3, seed=5)  # fewer images than k1, and products too thin for exact bits
+    expected = torchreid_on_features(torchreid_re_ranking, qf, gf, "euclidean", 20, 6, 0.3)
+    np.testing.assert_allclose(re_ranking_from_features(qf, gf, as_matrix=True), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_from_features_in_small_blocks_equals_the_matrices_path(metric, monkeypatch):
+    from modelzoo.evaluation import rerank
+
+    qf, gf = features(70, 290, 24, seed=7)
+    q, g = torch.from_numpy(qf), torch.from_numpy(gf)
+    expected = re_ranking(compute_distance(q, g, metric), compute_distance(q, q, metric),
+                          compute_distance(g, g, metric))
+    monkeypatch.setattr(rerank, "_CHUNK_BYTES", 40_000)  # blocks of 32 rows, the last one short; many result blocks
+    monkeypatch.setattr(rerank, "_KNOWN_WIDTH_FACTOR", 1)  # most expansion entries computed again, in products
+    monkeypatch.setattr(rerank, "_PAIRS_PER_PRODUCT", 100)  # of a few rows each
+    reranked = re_ranking_from_features(qf, gf, metric=metric)
+    starts, blocks = zip(*reranked)
+    assert len(reranked) == len(blocks) > 5 and reranked.shape == (70, 290)
+    assert list(starts) == list(np.cumsum([0] + [len(b) for b in blocks[:-1]]))
+    np.testing.assert_array_equal(np.concatenate(blocks), expected)
+    np.testing.assert_array_equal(re_ranking_from_features(qf, gf, metric=metric, as_matrix=True), expected)
+
+
+def test_from_features_takes_tensors_arrays_and_float64():
+    qf, gf = features(40, 100, 12, seed=8, dtype=np.float64)
+    from_arrays = re_ranking_from_features(qf, gf, as_matrix=True)
+    from_tensors = re_ranking_from_features(torch.from_numpy(qf), torch.from_numpy(gf), as_matrix=True)
+    np.testing.assert_array_equal(from_tensors, from_arrays)
+    q, g = torch.from_numpy(qf), torch.from_numpy(gf)
+    expected = re_ranking(compute_distance(q, g), compute_distance(q, q), compute_distance(g, g))  # float64 in
+    np.testing.assert_array_equal(from_arrays, expected)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_from_cuda_features_the_products_run_on_the_gpu(metric):
+    qf, gf = features(60, 250, 32, seed=9)
+    on_cpu = re_ranking_from_features(qf, gf, metric=metric, as_matrix=True)
+    on_gpu = re_ranking_from_features(torch.from_numpy(qf).cuda(), torch.from_numpy(gf).cuda(), metric=metric,
+                                      as_matrix=True)
+    np.testing.assert_allclose(on_gpu, on_cpu, rtol=0, atol=1e-5)  # cuBLAS sums in another order
+
+
+def test_from_features_memory_guard_says_what_to_do():
+    qf, gf = features(10, 40, 8, seed=10)
+    with pytest.raises(InsufficientMemoryError, match=r"needs about [\d,]+ bytes .* raise max_memory_bytes") as error:
+        re_ranking_from_features(qf, gf, max_memory_bytes=1000)
+    assert "\n" not in str(error.value)
+
+
+def test_from_features_at_msmt17_size_needs_the_result_only_when_asked(monkeypatch):
+    from modelzoo.evaluation import rerank
+
+    class Started(Exception):
+        """The memory check passed and the work began."""
+
+    def started(*args, **kwargs):
+        raise Started
+
+    # MSMT17-sized 512-d features that take no memory (every row the same).
+    qf = np.lib.stride_tricks.as_strided(np.ones(512, dtype=np.float32), (11659, 512), (0, 4))
+    gf = np.lib.stride_tricks.as_strided(np.ones(512, dtype=np.float32), (82161, 512), (0, 4))
+    with pytest.raises(InsufficientMemoryError, match="GiB"):  # the 3.8 GB result alone is too much
+        re_ranking_from_features(qf, gf, max_memory_bytes=2 << 30, as_matrix=True)
+    monkeypatch.setattr(rerank._FeatureDistances, "nearest", started)
+    with pytest.raises(Started):  # block by block it fits in 2 GiB
+        re_ranking_from_features(qf, gf, max_memory_bytes=2 << 30)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"gallery_features": np.zeros((30, 5), np.float32)}, "dimension"),
+        ({"query_features": np.zeros(8, np.float32)}, "2-D"),
+        ({"query_features": np.zeros((0, 8), np.float32)}, "at least one query"),
+        ({"metric": "manhattan"}, "unknown distance metric"),
+        ({"k1": 0}, "k1 must be a positive integer"),
+        ({"lambda_value": -0.1}, "lambda_value"),
+    ],
+)
+def test_from_features_bad_input_raises_value_error(change, message):
+    qf, gf = features(5, 30, 8, seed=11)
+    arguments = {"query_features": qf, "gallery_features": gf, **change}
+    with pytest.raises(ValueError, match=message):
+        re_ranking_from_features(**arguments)
+
+
+@pytest.mark.parametrize("width", [1, 5, 29, 40])
+def test_nearest_columns_break_ties_by_column_like_a_stable_sort(width):
+    from modelzoo.evaluation.rerank import _smallest
+
+    rows = np.random.default_rng(width).integers(0, 6, (50, 40)).astype(np.float32)  # ties everywhere
+    expected = np.argsort(rows, axis=1, kind="stable")[:, :width]
+    np.testing.assert_array_equal(_smallest(torch.from_numpy(rows), width).numpy(), expected)
