@@ -137,6 +137,19 @@ class GalleryDistances:
         torch.mm(F.normalize(query, p=2, dim=1), self._gallery.t(), out=out)
         return out.neg_().add_(1)  # (-s) + 1 rounds exactly as 1 - s
 
+    def columns(self, start: int, stop: int) -> "GalleryDistances":
+        """The distances to gallery images ``start:stop`` only, sharing this object's prepared gallery.
+
+        ``self.columns(a, b)(query)`` is ``self(query)[:, a:b]`` bit for bit,
+        provided neither side is thin (a few rows or columns: BLAS libraries
+        compute thin products with other kernels).
+        """
+        part = object.__new__(GalleryDistances)
+        part.metric, part._gallery = self.metric, self._gallery[start:stop]
+        if self.metric == "euclidean":
+            part._norms = self._norms[:, start:stop]
+        return part
+
 
 #: Rows squared per pass in :func:`_squared_norms`.
 _NORM_ROWS = 4096

@@ -5,10 +5,10 @@ in the same order, so results agree to the last bit on tie-free inputs), but
 none of its ``(q + g) x (q + g)`` matrices is ever built:
 
 * the scaled distances ``D`` (torchreid's ``original_dist``) are produced a
-  block of rows at a time, and the few single entries needed later are kept
-  from that pass (or, rarely, computed again);
+  block (or tile) at a time, and the few single entries needed later are
+  kept from that pass (or, rarely, computed again);
 * of the full ``argsort`` only the ``max(k1 + 1, k2)`` nearest neighbours of
-  each image are kept (a partial selection per block);
+  each image are kept (a partial selection per block, merged across tiles);
 * ``V`` and its query expansion are sparse (a few dozen non-zeros per row);
 * the Jaccard distance is computed a block of queries at a time from the
   non-zeros, and blended with ``D`` into that block of the ``q x g`` result.
@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal, Union, overload
+from typing import Any, Iterator, Literal, Optional, Union, overload
 
 import numpy as np
 import torch
@@ -55,6 +55,8 @@ _MIN_PRODUCT_SIDE = 32
 #: neighbour width: the k-reciprocal expansion reads entries a little beyond
 #: an image's own k1 nearest, and those kept need no second product.
 _KNOWN_WIDTH_FACTOR = 3
+#: Images per side of a tile of products in the neighbour pass (64 MB of float32).
+_TILE_SIDE = 4096
 #: Distances per matrix product when entries that were not kept are computed,
 #: each row of the product counted as this many more (which bounds its rows).
 _PAIRS_PER_PRODUCT = 4096
@@ -151,8 +153,8 @@ def re_ranking_from_features(
         ``as_matrix`` the ``(q, g)`` float32 matrix.
 
     Raises:
-        ValueError: Features that are not 2-D or of different widths, an
-            unknown metric, parameters out of range.
+        ValueError: Features that are not 2-D, of different widths or not
+            finite, an unknown metric, parameters out of range.
         InsufficientMemoryError: The estimate exceeds ``max_memory_bytes``.
     """
     from modelzoo.evaluation.distance import _check_metric, as_feature_tensors
@@ -163,6 +165,9 @@ def re_ranking_from_features(
     if query.shape[0] == 0 or gallery.shape[0] == 0:
         raise ValueError(f"re-ranking needs at least one query and one gallery image, got {query.shape[0]} "
                          f"queries and {gallery.shape[0]} gallery images")
+    if not (torch.isfinite(query).all() and torch.isfinite(gallery).all()):
+        raise ValueError("the features hold NaN or infinite values: check the model's output (a bad "
+                         "checkpoint, or fp16 overflow) before re-ranking")
     return _re_rank(_FeatureDistances(query, gallery, metric), k1, k2, lambda_value, max_memory_bytes, as_matrix)
 
 
@@ -173,6 +178,7 @@ def _re_rank(distances: "_ScaledDistances", k1: int, k2: int, lambda_value: floa
     width = min(size, max(k1 + 1, k2))
     base = _base_bytes(distances, width, as_matrix)
     _require(base, max_memory_bytes, "before starting")
+    base += distances.reserve(max_memory_bytes - base)
     neighbours = distances.nearest(width, known=min(size, _KNOWN_WIDTH_FACTOR * width))
     expansion = _k_reciprocal_expansion(neighbours, k1)
     _require(base + _sparse_bytes(expansion, neighbours[:, :k2]), max_memory_bytes,
@@ -310,8 +316,8 @@ class _ScaledDistances:
     order), row ``i`` is column ``i`` of ``X`` squared (in the inputs' dtype,
     then float32) divided by its maximum: ``D[i, j] = X[j, i]^2 / max_j X[j, i]^2``.
     A source (a subclass) supplies rows of ``X.T``, single entries of it and
-    rows of ``q_g``; the scaling, the neighbour selection and the entries kept
-    from it are the same for every source.
+    the squares of rows of ``q_g``; the scaling, the neighbour selection and the
+    entries kept from it are the same for every source.
     """
 
     num_query: int
@@ -331,20 +337,41 @@ class _ScaledDistances:
         """Memory the source itself allocates while it works."""
         raise NotImplementedError
 
+    def reserve(self, available: int) -> int:
+        """Keep what saves work later if it fits in ``available`` bytes; the bytes kept."""
+        return 0
+
     def _rows_per_block(self) -> int:
         raise NotImplementedError
 
-    def _raw_rows(self, start: int, stop: int) -> torch.Tensor:
-        """Rows ``start:stop`` of ``X.T``, in a tensor the caller may overwrite."""
+    def _raw_rows(self, rows: np.ndarray) -> torch.Tensor:
+        """Rows ``rows`` (ascending) of ``X.T``, in a tensor the caller may overwrite."""
         raise NotImplementedError
 
     def _raw_pairs(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """``X.T[rows, cols]``."""
         raise NotImplementedError
 
-    def _raw_query_gallery(self, start: int, stop: int) -> torch.Tensor:
-        """Rows ``start:stop`` of ``q_g``, in a tensor the caller may overwrite."""
+    def _squared_query_gallery(self, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` of ``q_g``, squared to float32, in a tensor the caller may overwrite."""
         raise NotImplementedError
+
+    def _candidates(self, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per row of ``X.T``: the ``count`` smallest squares by (value, column), their columns, the largest.
+
+        A block of whole rows at a time; a source may do better.
+        """
+        values = torch.empty((self.size, count), dtype=torch.float32)
+        columns = torch.empty((self.size, count), dtype=torch.int64)
+        largest = torch.empty(self.size, dtype=torch.float32)
+        rows_per_block = self._rows_per_block()
+        for start in range(0, self.size, rows_per_block):
+            stop = min(start + rows_per_block, self.size)
+            squared = _squared(self._raw_rows(np.arange(start, stop)))
+            largest[start:stop] = squared.amax(dim=1)
+            picked = _smallest(squared, count)
+            columns[start:stop], values[start:stop] = picked, squared.gather(1, picked)
+        return values, columns, largest
 
     # The same for every source -------------------------------------------
 
@@ -354,20 +381,22 @@ class _ScaledDistances:
         Also records every row's scale, and the ``D`` of each row's ``known``
         (>= width) nearest columns, which :meth:`at` reads back.
         """
-        self.scale = np.empty(self.size, dtype=np.float32)
-        nearest = np.empty((self.size, known), dtype=np.int64)
-        values = np.empty((self.size, known), dtype=np.float32)
-        rows_per_block = self._rows_per_block()
-        for start in range(0, self.size, rows_per_block):
-            stop = min(start + rows_per_block, self.size)
-            scaled = _squared(self._raw_rows(start, stop))
-            scale = scaled.amax(dim=1, keepdim=True)
-            scaled.div_(scale)
-            columns = _smallest(scaled, known)
-            nearest[start:stop] = columns.cpu().numpy()
-            values[start:stop] = scaled.gather(1, columns).cpu().numpy()
-            self.scale[start:stop] = scale[:, 0].cpu().numpy()
-        self._keep(nearest, values)
+        count = min(self.size, known + 1)  # one more than kept: shows where a tie straddles the cut
+        squared, columns, largest = self._candidates(count)
+        scaled = squared.div_(largest[:, None])
+        if count > known:
+            # D is the square divided by the row's scale, which can round two
+            # squares to one D: where the cut falls in such a tie, columns
+            # beyond the candidates may belong in, so those rows are redone whole.
+            straddle = torch.nonzero(scaled[:, known - 1] == scaled[:, known]).squeeze(1)
+            for rows in torch.split(straddle, self._rows_per_block()):
+                whole = _squared(self._raw_rows(rows.cpu().numpy())).div_(largest[rows, None])
+                picked = _smallest(whole, count)
+                columns[rows], scaled[rows] = picked, whole.gather(1, picked)
+        scaled, columns = _by_value_then_column(scaled[:, :known], columns[:, :known])
+        self.scale = largest.cpu().numpy()
+        nearest = columns.cpu().numpy()
+        self._keep(nearest, scaled.cpu().numpy())
         return nearest[:, :width]
 
     def at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -389,9 +418,9 @@ class _ScaledDistances:
         The array may share memory with the source's buffer: use it before
         asking for the next rows.
         """
-        scaled = _squared(self._raw_query_gallery(start, stop))
-        scale = torch.from_numpy(self.scale[start:stop, None]).to(scaled.device)
-        return scaled.div_(scale).cpu().numpy()
+        squared = self._squared_query_gallery(start, stop)
+        scale = torch.from_numpy(self.scale[start:stop, None]).to(squared.device)
+        return squared.div_(scale).cpu().numpy()
 
     def _keep(self, nearest: np.ndarray, values: np.ndarray) -> None:
         """Index the kept distances by ``row * size + column`` for :meth:`at`."""
@@ -421,9 +450,75 @@ def _smallest(rows: torch.Tensor, width: int) -> torch.Tensor:
         straddle = torch.nonzero(values[:, width - 1] == values[:, width]).squeeze(1)
         if straddle.numel():
             columns[straddle] = torch.sort(rows[straddle], dim=1, stable=True).indices[:, :width]
-    columns = torch.sort(columns, dim=1).values
-    order = torch.sort(rows.gather(1, columns), dim=1, stable=True).indices
-    return columns.gather(1, order)
+    return _by_value_then_column(rows.gather(1, columns), columns)[1]
+
+
+def _by_value_then_column(values: torch.Tensor, columns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's ``(values, columns)`` reordered by value, ties by column."""
+    columns, by_column = torch.sort(columns, dim=1)
+    values, by_value = torch.sort(values.gather(1, by_column), dim=1, stable=True)
+    return values, columns.gather(1, by_value)
+
+
+class _RunningNearest:
+    """Per row, the ``count`` smallest values seen so far by (value, column), and the largest value.
+
+    Tiles come in any order.  Once a row holds ``count`` values, only values
+    at most its current last one can enter, so a later tile costs a
+    comparison per value rather than a selection.
+    """
+
+    def __init__(self, size: int, count: int, device: torch.device) -> None:
+        self.count, self._none = count, size  # column `size`: no value yet
+        self.values = torch.full((size, count), float("inf"), device=device)
+        self.columns = torch.full((size, count), size, dtype=torch.int64, device=device)
+        self.largest = torch.full((size,), -float("inf"), device=device)
+
+    def add(self, tile: torch.Tensor, first_row: int, first_column: int, transposed: bool = False) -> None:
+        """The values of ``tile`` -- or of its transpose -- at rows ``first_row...``, columns ``first_column...``.
+
+        The transpose is read as it lies (comparisons along the tile's rows), not copied.
+        """
+        num_rows = tile.shape[1] if transposed else tile.shape[0]
+        rows = slice(first_row, first_row + num_rows)
+        self.largest[rows] = torch.maximum(self.largest[rows], tile.amax(dim=0 if transposed else 1))
+        threshold = self.values[rows, -1]
+        if not torch.isfinite(threshold).all():  # rows that do not hold count values yet: a selection
+            values = tile.t().contiguous() if transposed else tile
+            picked = _smallest(values, min(self.count, values.shape[1]))
+            row = torch.arange(num_rows, device=tile.device).repeat_interleave(picked.shape[1])
+            self._merge(rows, row, picked.reshape(-1), values[row, picked.reshape(-1)], first_column)
+        elif transposed:  # the comparison along the tile's rows, then transposed: entries row by row
+            row, column = torch.nonzero((tile <= threshold[None, :]).t().contiguous(), as_tuple=True)
+            self._merge(rows, row, column, tile[column, row], first_column)
+        else:
+            row, column = torch.nonzero(tile <= threshold[:, None], as_tuple=True)
+            self._merge(rows, row, column, tile[row, column], first_column)
+
+    def _merge(self, rows: slice, row: torch.Tensor, column: torch.Tensor, values: torch.Tensor,
+               first_column: int) -> None:
+        """Each row's values so far and its entering ones (``row`` ascending), side by side, reselected.
+
+        Values are squares (never negative, never NaN), whose float32 bits order
+        like the values: (value, column) pairs sort as one int64 key each.
+        """
+        if row.numel() == 0:
+            return
+        num_rows = rows.stop - rows.start
+        per_row = torch.bincount(row, minlength=num_rows)
+        slot = self.count + torch.arange(row.numel(), device=row.device) - (torch.cumsum(per_row, 0) - per_row)[row]
+        keys = torch.full((num_rows, self.count + int(per_row.max())), _key(torch.tensor(float("inf")), self._none),
+                          dtype=torch.int64, device=values.device)
+        keys[:, : self.count] = _key(self.values[rows], self.columns[rows])
+        keys[row, slot] = _key(values, column + first_column)
+        kept = torch.sort(keys, dim=1).values[:, : self.count]
+        self.values[rows] = (kept >> 32).to(torch.int32).view(torch.float32)
+        self.columns[rows] = kept & 0xFFFFFFFF
+
+
+def _key(values: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """One int64 per (value, column) that sorts as the pair, for float32 values >= 0 and columns < 2**32."""
+    return (values.view(torch.int32).to(torch.int64) << 32) | columns
 
 
 class _DistanceMatrices(_ScaledDistances):
@@ -440,18 +535,15 @@ class _DistanceMatrices(_ScaledDistances):
     def _rows_per_block(self) -> int:
         return max(1, _CHUNK_BYTES // (self.size * 24))
 
-    def _raw_rows(self, start: int, stop: int) -> torch.Tensor:
+    def _raw_rows(self, rows: np.ndarray) -> torch.Tensor:
         q = self.num_query
-        rows = np.empty((stop - start, self.size), dtype=self.dtype)
-        if start < q:
-            end = min(stop, q)
-            rows[: end - start, :q] = self.q_q[:, start:end].T
-            rows[: end - start, q:] = self.q_g[start:end]
-        if stop > q:
-            first = max(start, q)
-            rows[first - start:, :q] = self.q_g[:, first - q: stop - q].T
-            rows[first - start:, q:] = self.g_g[:, first - q: stop - q].T
-        return torch.from_numpy(rows)
+        query, gallery = rows[rows < q], rows[rows >= q] - q
+        raw = np.empty((rows.size, self.size), dtype=self.dtype)
+        raw[: query.size, :q] = self.q_q[:, query].T
+        raw[: query.size, q:] = self.q_g[query]
+        raw[query.size:, :q] = self.q_g[:, gallery].T
+        raw[query.size:, q:] = self.g_g[:, gallery].T
+        return torch.from_numpy(raw)
 
     def _raw_pairs(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         raw = np.empty(rows.size, dtype=self.dtype)
@@ -467,19 +559,20 @@ class _DistanceMatrices(_ScaledDistances):
         raw[part] = self.g_g[cols[part] - q, rows[part] - q]
         return raw
 
-    def _raw_query_gallery(self, start: int, stop: int) -> torch.Tensor:
-        return torch.from_numpy(np.array(self.q_g[start:stop], dtype=self.dtype))
+    def _squared_query_gallery(self, start: int, stop: int) -> torch.Tensor:
+        return _squared(torch.from_numpy(np.array(self.q_g[start:stop], dtype=self.dtype)))
 
 
 class _FeatureDistances(_ScaledDistances):
-    """Distances computed from the features, a block of matrix products at a time.
+    """Distances computed from the features, as tiles of matrix products.
 
-    ``X[j, i]`` is the distance between images ``j`` and ``i``, so row ``i`` of
-    ``X.T`` is image ``i``'s distances to every query and gallery image: a
-    block of rows is the block's features against the query features, then
-    against the gallery features (the products ``compute_distance`` computes,
-    with the block on the other side: the bits are the same, a product's
-    entry being a sum over the same features in the same order).
+    ``X[j, i]`` is the distance between images ``j`` and ``i``, and ``X`` is
+    symmetric to the bit (an entry of a product is a sum over the same
+    features in the same order whichever side they are on), so a tile of
+    products serves twice: as rows of ``X.T`` for its rows' images and,
+    transposed, for its columns' images -- half the products of computing
+    every row whole.  The products are those of ``compute_distance``; a tile
+    is all queries or all gallery images on each side, so none is thin.
     """
 
     def __init__(self, query: torch.Tensor, gallery: torch.Tensor, metric: str) -> None:
@@ -493,43 +586,86 @@ class _FeatureDistances(_ScaledDistances):
         self._itemsize = query.element_size()
         self._dim = int(query.shape[1])
         self._scratch = torch.empty(0, dtype=query.dtype, device=query.device)
+        self._kept_query_gallery: Optional[torch.Tensor] = None  # squares from the neighbour pass, see reserve()
 
     def working_bytes(self) -> int:
         item, dim = self._itemsize, self._dim
         prepared = self.size * (dim if self._metric == "cosine" else 1) * item  # normalised copies, or norms
-        block = self._rows_per_block() * (self.size + 2 * dim) * item  # the scratch; a block's features (normalised)
-        pair_rows = _PAIRS_PER_PRODUCT // _PAIR_ROW_COST + _MIN_PRODUCT_SIDE
+        side = min(self.size, _TILE_SIDE)
+        # A tile, and at worst (ties everywhere) all of it entering a merge: its comparison, indices,
+        # values and padded (value, column) pairs, sorted; the tile's features on both sides.
+        tile = side * side * (item + 1 + 16 + 4 + 36) + 2 * side * dim * item
+        rows = self._rows_per_block() * (self.size + 2 * dim) * item  # a block of whole rows (redone or q x g)
+        pair_rows = _PAIRS_PER_PRODUCT // _PAIR_ROW_COST
         pair_cols = _PAIRS_PER_PRODUCT + 2 * _MIN_PRODUCT_SIDE
         pairs = (pair_rows * pair_cols + (pair_rows + pair_cols) * 2 * dim) * item  # a product of entries not kept
-        return prepared + block + pairs
+        return prepared + max(tile, rows) + pairs
+
+    def reserve(self, available: int) -> int:
+        """Keep the query rows' squared gallery distances from the neighbour pass, where they fit in half
+        ``available``: the blend then needs no products of its own."""
+        needed = self.num_query * self.num_gallery * 4
+        if needed > available // 2:
+            return 0
+        self._kept_query_gallery = torch.empty((self.num_query, self.num_gallery), device=self._query.device)
+        return needed
 
     def _rows_per_block(self) -> int:
         return max(_MIN_PRODUCT_SIDE, _CHUNK_BYTES // (self.size * self._itemsize))
 
-    def _raw_rows(self, start: int, stop: int) -> torch.Tensor:
-        first, last = _product_span(start, stop, self.size)  # a short last block: a product of full size
-        images = self._images(np.arange(first, last))
-        block = self._scratch_rows(last - first, self.size)
-        self._to_query(images, out=block[:, :self.num_query])
-        self._to_gallery(images, out=block[:, self.num_query:])
-        return block[start - first: stop - first]
+    def _candidates(self, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        nearest = _RunningNearest(self.size, count, self._query.device)
+        side = max(_TILE_SIDE, count)
+        blocks = _tile_spans(0, self.num_query, side) + _tile_spans(self.num_query, self.size, side)
+        for first, last in blocks:  # the diagonal first: every row then holds count values to compare with
+            tile = _squared(self._tile(self._images(np.arange(first, last)), first, last))
+            self._keep_query_gallery(tile, first, first)
+            nearest.add(tile, first, first)
+        for index, (first, last) in enumerate(blocks):
+            rows = self._images(np.arange(first, last))
+            for column_first, column_last in blocks[index + 1:]:
+                tile = _squared(self._tile(rows, column_first, column_last))
+                self._keep_query_gallery(tile, first, column_first)
+                nearest.add(tile, first, column_first)
+                nearest.add(tile, column_first, first, transposed=True)
+        return nearest.values, nearest.columns, nearest.largest
 
-    def _raw_query_gallery(self, start: int, stop: int) -> torch.Tensor:
+    def _tile(self, rows: torch.Tensor, column_first: int, column_last: int) -> torch.Tensor:
+        """Distances of ``rows`` to images ``column_first:column_last`` (all queries or all gallery images)."""
+        to_images, offset = (self._to_query, 0) if column_first < self.num_query else (self._to_gallery, self.num_query)
+        columns = to_images.columns(column_first - offset, column_last - offset)
+        return columns(rows, out=self._scratch_rows(rows.shape[0], column_last - column_first))
+
+    def _keep_query_gallery(self, tile: torch.Tensor, first: int, column_first: int) -> None:
+        """Copy a tile of query rows and gallery columns, if those are kept."""
+        if self._kept_query_gallery is not None and first < self.num_query <= column_first:
+            columns = slice(column_first - self.num_query, column_first - self.num_query + tile.shape[1])
+            self._kept_query_gallery[first:first + tile.shape[0], columns] = tile
+
+    def _raw_rows(self, rows: np.ndarray) -> torch.Tensor:
+        images, slot = _padded(rows, 0, self.size)  # a few rows: a product of full size
+        features = self._images(images)
+        block = self._scratch_rows(images.size, self.size)
+        self._to_query(features, out=block[:, :self.num_query])
+        self._to_gallery(features, out=block[:, self.num_query:])
+        return block[torch.from_numpy(slot).to(block.device)]
+
+    def _squared_query_gallery(self, start: int, stop: int) -> torch.Tensor:
+        if self._kept_query_gallery is not None:
+            return self._kept_query_gallery[start:stop].clone()
         first, last = _product_span(start, stop, self.num_query)
         block = self._scratch_rows(last - first, self.num_gallery)
-        return self._to_gallery(self._query[first:last], out=block)[start - first: stop - first]
+        return _squared(self._to_gallery(self._query[first:last], out=block)[start - first: stop - first])
 
     def _raw_pairs(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Products of each group of rows against the union of their columns."""
         raw = np.empty(rows.size, dtype=self.dtype)
         order = np.lexsort((cols, rows))
         rows, cols = rows[order], cols[order]
-        per_row = np.bincount(rows, minlength=self.size)
-        ends = np.cumsum(per_row)
+        distinct, first_pair, per_row = np.unique(rows, return_index=True, return_counts=True)
+        # Each row costs its pairs and a row of the product: at most 32 rows a product, as few as are padded.
         for first, last in _row_chunks(per_row + _PAIR_ROW_COST, _PAIRS_PER_PRODUCT):
-            lo, hi = ends[first] - per_row[first], ends[last - 1]
-            if lo == hi:
-                continue
+            lo, hi = first_pair[first], first_pair[last - 1] + per_row[last - 1]
             raw[order[lo:hi]] = self._pair_product(rows[lo:hi], cols[lo:hi])
         return raw
 
@@ -566,6 +702,15 @@ class _FeatureDistances(_ScaledDistances):
         if self._scratch.numel() < rows * columns:
             self._scratch = torch.empty(rows * columns, dtype=self._query.dtype, device=self._query.device)
         return self._scratch[: rows * columns].view(rows, columns)
+
+
+def _tile_spans(start: int, stop: int, side: int) -> list[tuple[int, int]]:
+    """Images ``start:stop`` in runs of ``side``, the last one at least ``_MIN_PRODUCT_SIDE`` long (where
+    there are that many), so that every tile is a product of full size."""
+    starts = list(range(start, stop, side))
+    if len(starts) > 1 and stop - starts[-1] < _MIN_PRODUCT_SIDE:
+        starts.pop()
+    return list(zip(starts, starts[1:] + [stop]))
 
 
 def _padded(indices: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:

@@ -52,6 +52,13 @@ def test_gallery_distances_written_into_columns_of_a_buffer_are_the_same(torchre
     assert torch.isnan(buffer[:, :13]).all()  # nothing written outside
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_gallery_distances_to_some_gallery_images_are_those_columns(features, metric):
+    qf, gf = features
+    distances = GalleryDistances(gf, metric)
+    assert torch.equal(distances.columns(12, 50)(qf), distances(qf)[:, 12:50])
+
+
 def test_euclidean_is_the_squared_distance(features):
     qf, gf = features
     np.testing.assert_allclose(compute_distance(qf, gf).numpy(), (torch.cdist(qf, gf) ** 2).numpy(),

@@ -133,16 +133,22 @@ def test_from_features_of_a_tiny_problem_is_torchreids_to_float_rounding(torchre
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_from_features_in_small_blocks_equals_the_matrices_path(metric, monkeypatch):
+@pytest.mark.parametrize("duplicates, keep", [(1, True), (2, True), (1, False)])
+def test_from_features_in_small_blocks_equals_the_matrices_path(metric, duplicates, keep, monkeypatch):
     from modelzoo.evaluation import rerank
 
     qf, gf = features(70, 290, 24, seed=7)
+    if duplicates > 1:  # images repeated (in both sets): ties everywhere, at the neighbour cut too
+        qf, gf = (np.repeat(f[: len(f) // duplicates + 1], duplicates, axis=0)[: len(f)] for f in (qf, gf))
     q, g = torch.from_numpy(qf), torch.from_numpy(gf)
     expected = re_ranking(compute_distance(q, g, metric), compute_distance(q, q, metric),
                           compute_distance(g, g, metric))
-    monkeypatch.setattr(rerank, "_CHUNK_BYTES", 40_000)  # blocks of 32 rows, the last one short; many result blocks
+    monkeypatch.setattr(rerank, "_TILE_SIDE", 48)  # 7 tiles a side, the last one longer; most of them transposed
+    monkeypatch.setattr(rerank, "_CHUNK_BYTES", 40_000)  # many result blocks, the last one short
     monkeypatch.setattr(rerank, "_KNOWN_WIDTH_FACTOR", 1)  # most expansion entries computed again, in products
     monkeypatch.setattr(rerank, "_PAIRS_PER_PRODUCT", 100)  # of a few rows each
+    if not keep:  # the blend computes its own products instead of keeping the neighbour pass's
+        monkeypatch.setattr(rerank._FeatureDistances, "reserve", lambda self, available: 0)
     reranked = re_ranking_from_features(qf, gf, metric=metric)
     starts, blocks = zip(*reranked)
     assert len(reranked) == len(blocks) > 5 and reranked.shape == (70, 290)
@@ -205,6 +211,7 @@ def test_from_features_at_msmt17_size_needs_the_result_only_when_asked(monkeypat
         ({"query_features": np.zeros(8, np.float32)}, "2-D"),
         ({"query_features": np.zeros((0, 8), np.float32)}, "at least one query"),
         ({"metric": "manhattan"}, "unknown distance metric"),
+        ({"gallery_features": np.full((30, 8), np.nan, np.float32)}, "NaN or infinite"),
         ({"k1": 0}, "k1 must be a positive integer"),
         ({"lambda_value": -0.1}, "lambda_value"),
     ],
@@ -223,3 +230,45 @@ def test_nearest_columns_break_ties_by_column_like_a_stable_sort(width):
     rows = np.random.default_rng(width).integers(0, 6, (50, 40)).astype(np.float32)  # ties everywhere
     expected = np.argsort(rows, axis=1, kind="stable")[:, :width]
     np.testing.assert_array_equal(_smallest(torch.from_numpy(rows), width).numpy(), expected)
+
+
+def test_running_nearest_of_tiles_in_any_order_equals_one_selection_over_whole_rows():
+    from modelzoo.evaluation.rerank import _RunningNearest, _smallest
+
+    rng = np.random.default_rng(12)
+    matrix = torch.from_numpy(rng.integers(0, 9, (60, 90)).astype(np.float32))  # ties everywhere
+    nearest = _RunningNearest(60, 7, torch.device("cpu"))
+    tiles = [(r, c) for r in range(0, 60, 20) for c in range(0, 90, 30)]
+    for index in rng.permutation(len(tiles)):
+        r, c = tiles[index]
+        if index % 2:
+            nearest.add(matrix[r:r + 20, c:c + 30], r, c)
+        else:  # the same values given as the transpose of a tile
+            nearest.add(matrix[r:r + 20, c:c + 30].t().contiguous(), r, c, transposed=True)
+    expected = _smallest(matrix, 7)
+    assert torch.equal(nearest.columns, expected)
+    assert torch.equal(nearest.values, matrix.gather(1, expected))
+    assert torch.equal(nearest.largest, matrix.amax(dim=1))
+
+
+def test_neighbours_where_the_scaling_rounds_two_distances_to_one_follow_a_stable_sort():
+    from modelzoo.evaluation.rerank import _DistanceMatrices
+
+    # Two adjacent float32 squares that the scale rounds to one D: by the squares
+    # the higher-numbered columns come first, by D (then column) the lower ones.
+    smaller = np.float32(3.99)
+    larger, scale = np.nextafter(smaller, np.float32(4)), np.float32(7900000.5)
+    assert np.float32(smaller / scale) == np.float32(larger / scale)
+    rng = np.random.default_rng(13)
+    x = rng.uniform(0.5, 0.9, (40, 40)) * np.sqrt(float(scale))
+    x = (x + x.T) / 2  # float64: its squares in float32 are exactly the values chosen
+    x[1:11, 0] = np.sqrt(float(larger))
+    x[11:30, 0] = np.sqrt(float(smaller))
+    x[35, 0], x[0, 0] = np.sqrt(float(scale)), 0.0
+    x[0, :] = x[:, 0]
+    squares = (x**2).astype(np.float32)
+    expected = np.argsort((squares / squares.max(axis=0)).T, axis=1, kind="stable")  # torchreid's D, stably
+    q_g, q_q, g_g = x[:15, 15:], x[:15, :15], x[15:, 15:]
+    nearest = _DistanceMatrices(*(np.ascontiguousarray(m) for m in (q_g, q_q, g_g))).nearest(5, known=8)
+    np.testing.assert_array_equal(nearest[0], [0, 1, 2, 3, 4])  # itself (0), then the lowest-numbered ties
+    np.testing.assert_array_equal(nearest, expected[:, :5])
