@@ -58,9 +58,10 @@ _KNOWN_WIDTH_FACTOR = 3
 #: Images per side of a tile of products in the neighbour pass (64 MB of float32).
 _TILE_SIDE = 4096
 #: Distances per matrix product when entries that were not kept are computed,
-#: each row of the product counted as this many more (which bounds its rows).
+#: each row of the product counted as this many more: at most 32 rows, the
+#: fewest a product has, so that few entries are computed for nothing.
 _PAIRS_PER_PRODUCT = 4096
-_PAIR_ROW_COST = 8
+_PAIR_ROW_COST = _PAIRS_PER_PRODUCT // _MIN_PRODUCT_SIDE
 
 ArrayLike = Any  # np.ndarray or torch.Tensor
 
@@ -507,13 +508,16 @@ class _RunningNearest:
         num_rows = rows.stop - rows.start
         per_row = torch.bincount(row, minlength=num_rows)
         slot = self.count + torch.arange(row.numel(), device=row.device) - (torch.cumsum(per_row, 0) - per_row)[row]
-        keys = torch.full((num_rows, self.count + int(per_row.max())), _key(torch.tensor(float("inf")), self._none),
+        keys = torch.full((num_rows, self.count + int(per_row.max())), (_FLOAT32_INF_BITS << 32) | self._none,
                           dtype=torch.int64, device=values.device)
         keys[:, : self.count] = _key(self.values[rows], self.columns[rows])
         keys[row, slot] = _key(values, column + first_column)
         kept = torch.sort(keys, dim=1).values[:, : self.count]
         self.values[rows] = (kept >> 32).to(torch.int32).view(torch.float32)
         self.columns[rows] = kept & 0xFFFFFFFF
+
+
+_FLOAT32_INF_BITS = 0x7F800000
 
 
 def _key(values: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
@@ -663,7 +667,6 @@ class _FeatureDistances(_ScaledDistances):
         order = np.lexsort((cols, rows))
         rows, cols = rows[order], cols[order]
         distinct, first_pair, per_row = np.unique(rows, return_index=True, return_counts=True)
-        # Each row costs its pairs and a row of the product: at most 32 rows a product, as few as are padded.
         for first, last in _row_chunks(per_row + _PAIR_ROW_COST, _PAIRS_PER_PRODUCT):
             lo, hi = first_pair[first], first_pair[last - 1] + per_row[last - 1]
             raw[order[lo:hi]] = self._pair_product(rows[lo:hi], cols[lo:hi])

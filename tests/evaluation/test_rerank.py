@@ -147,6 +147,7 @@ def test_from_features_in_small_blocks_equals_the_matrices_path(metric, duplicat
     monkeypatch.setattr(rerank, "_CHUNK_BYTES", 40_000)  # many result blocks, the last one short
     monkeypatch.setattr(rerank, "_KNOWN_WIDTH_FACTOR", 1)  # most expansion entries computed again, in products
     monkeypatch.setattr(rerank, "_PAIRS_PER_PRODUCT", 100)  # of a few rows each
+    monkeypatch.setattr(rerank, "_PAIR_ROW_COST", 10)
     if not keep:  # the blend computes its own products instead of keeping the neighbour pass's
         monkeypatch.setattr(rerank._FeatureDistances, "reserve", lambda self, available: 0)
     reranked = re_ranking_from_features(qf, gf, metric=metric)
