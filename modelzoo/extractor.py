@@ -43,6 +43,8 @@ class FeatureExtractor:
         normalize: L2-normalise each feature (for cosine distances).
         fold_bn: fold BatchNorm into the convolutions of a copy of the network
             (float rounding differences only; the given model is untouched).
+        flip: average each feature with that of the horizontally mirrored
+            crop, before ``normalize`` (fast-reid's flip test; twice the cost).
 
     Raises:
         ValueError: an unknown precision, fp16 without CUDA, a batch size
@@ -59,6 +61,7 @@ class FeatureExtractor:
         batch_size: int = 64,
         normalize: bool = False,
         fold_bn: bool = True,
+        flip: bool = False,
     ) -> None:
         from modelzoo.evaluation.features import autocast_context, prepare_model, use_channels_last
 
@@ -76,7 +79,7 @@ class FeatureExtractor:
                              "modelzoo.build, or set model.modelzoo_transform = modelzoo.transforms(name)")
         record = getattr(model, "modelzoo_record", None)
         self.feature_dim = record.feature_dim if record is not None else None
-        self.precision, self.batch_size, self.normalize = precision, batch_size, normalize
+        self.precision, self.batch_size, self.normalize, self.flip = precision, batch_size, normalize, flip
         self._channels_last = use_channels_last(self.device, precision)
         self._network = prepare_model(model, self.device, channels_last=self._channels_last, fold=fold_bn)
 
@@ -94,7 +97,7 @@ class FeatureExtractor:
             ValueError: a NumPy image without ``color``, of another dtype or
                 shape, or an unsupported kind of input.
         """
-        from modelzoo.evaluation.features import autocast_context
+        from modelzoo.evaluation.features import autocast_context, embed
 
         if color is not None and color not in COLORS:
             raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
@@ -108,7 +111,7 @@ class FeatureExtractor:
                 pixels = torch.stack([self.transform(_as_pil(image, color))
                                       for image in batch[start:start + self.batch_size]])
                 pixels = pixels.to(self.device, non_blocking=True, memory_format=memory_format)
-                chunks.append(self._network(pixels).float().cpu())
+                chunks.append(embed(self._network, pixels, self.flip).cpu())
         features = torch.cat(chunks)
         return F.normalize(features, dim=1) if self.normalize else features
 
