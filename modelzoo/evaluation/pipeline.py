@@ -62,6 +62,8 @@ def evaluate(
     batch_size: int = 64,
     num_workers: int | None = None,
     rerank: bool = False,
+    aqe: bool = False,
+    flip: bool = False,
     metric: str | None = None,
     max_rank: int = 50,
     precision: str = "fp32",
@@ -77,7 +79,13 @@ def evaluate(
         data_root: torchreid's data folder, or the dataset's own folder.
         device: where features are computed (None: CUDA when available).
         batch_size, num_workers: feature extraction batching and decoding workers.
-        rerank: apply k-reciprocal re-ranking (not used by the published numbers).
+        rerank: apply k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3), straight
+            from the features in bounded memory (not used by the published numbers).
+        aqe: average query expansion of every query and gallery feature first
+            (fast-reid's ``TEST.AQE``: k 5, alpha 3; not used by the published numbers).
+        flip: average each embedding with that of the mirrored image
+            (fast-reid's ``TEST.FLIP``; twice the extraction time; not used by
+            the published numbers).
         metric: "euclidean" (squared) or "cosine"; default: the checkpoint's.
         max_rank: length of the CMC curve.
         precision: "fp32" (published setting) or opt-in "bf16"/"fp16".
@@ -85,7 +93,8 @@ def evaluate(
 
     Under ``torchrun`` every rank calls this alike: the images are split
     across the ranks (each on GPU ``LOCAL_RANK``, or the CPU), the features
-    gathered in order, and every rank returns the same result.
+    gathered in order, and every rank returns the same result.  With ``rerank``
+    or ``aqe`` on a CUDA device, their matrix products run on that GPU.
     """
     from modelzoo import datasets, manifest
     from modelzoo.evaluation.distributed import rank_device, world_size
@@ -97,9 +106,9 @@ def evaluate(
     metric = metric or (checkpoint.distance if checkpoint else "euclidean")
     split = datasets.read_dataset(dataset, data_root)
     started = time.perf_counter()
-    query, gallery = _features(model, split, device, batch_size, num_workers, precision, progress)
+    query, gallery = _features(model, split, device, batch_size, num_workers, precision, progress, flip)
     extracted = time.perf_counter()
-    ranking = _rank(query, gallery, split, metric, max_rank, rerank)
+    ranking = _rank(query, gallery, split, metric, max_rank, rerank, aqe, device)
     finished = time.perf_counter()
     return _result(
         model,
@@ -110,6 +119,8 @@ def evaluate(
         settings={
             "metric": metric,
             "rerank": rerank,
+            "aqe": aqe,
+            "flip": flip,
             "max_rank": max_rank,
             "batch_size": batch_size,
             "precision": precision,
@@ -140,7 +151,7 @@ def _resolve_model(model_or_name: nn.Module | str, dataset: str, device) -> nn.M
     return hub.get(name, device=device)
 
 
-def _features(model, split, device, batch_size, num_workers, precision, progress):
+def _features(model, split, device, batch_size, num_workers, precision, progress, flip):
     """Query and gallery features from one extraction pass (one BatchNorm fold, one loader).
 
     Under ``torchrun`` the images are split across the ranks and every rank
@@ -151,7 +162,7 @@ def _features(model, split, device, batch_size, num_workers, precision, progress
     paths = [r.path for r in split.query] + [r.path for r in split.gallery]
     features = extract_features_distributed(
         model, paths, batch_size=batch_size, num_workers=num_workers, device=device, precision=precision,
-        progress=progress, description="query + gallery")
+        flip=flip, progress=progress, description="query + gallery")
     return features[: len(split.query)], features[len(split.query):]
 
 
@@ -161,24 +172,21 @@ def _ids(records) -> tuple[torch.Tensor, torch.Tensor]:
     return pids, camids
 
 
-def _rank(query: torch.Tensor, gallery: torch.Tensor, split, metric: str, max_rank: int, rerank: bool):
-    from modelzoo.evaluation.distance import compute_distance
-    from modelzoo.evaluation.rank import evaluate_from_features, evaluate_rank
-    from modelzoo.evaluation.rerank import re_ranking
+def _rank(query: torch.Tensor, gallery: torch.Tensor, split, metric: str, max_rank: int, rerank: bool, aqe: bool,
+          device: torch.device):
+    from modelzoo.evaluation.query_expansion import average_query_expansion
+    from modelzoo.evaluation.rank import evaluate_from_features
 
     q_pids, q_camids = _ids(split.query)
     g_pids, g_camids = _ids(split.gallery)
-    if not rerank:
-        return evaluate_from_features(
-            query, gallery, q_pids.numpy(), g_pids.numpy(), q_camids.numpy(), g_camids.numpy(),
-            metric=metric, max_rank=max_rank,
-        )
-    distmat = re_ranking(
-        compute_distance(query, gallery, metric).numpy(),
-        compute_distance(query, query, metric).numpy(),
-        compute_distance(gallery, gallery, metric).numpy(),
+    if (rerank or aqe) and device.type == "cuda":  # their (q + g) x (q + g) products: on the GPU
+        query, gallery = query.to(device), gallery.to(device)
+    if aqe:
+        query, gallery = average_query_expansion(query, gallery)
+    return evaluate_from_features(
+        query, gallery, q_pids.numpy(), g_pids.numpy(), q_camids.numpy(), g_camids.numpy(),
+        metric=metric, max_rank=max_rank, rerank=rerank,
     )
-    return evaluate_rank(distmat, q_pids.numpy(), g_pids.numpy(), q_camids.numpy(), g_camids.numpy(), max_rank=max_rank)
 
 
 def _result(model, dataset: str, split, ranking, timings: dict, settings: dict) -> EvaluationResult:
