@@ -190,6 +190,13 @@ def test_eval_command_prints_the_result(data_root, mirror, capsys):
     assert printed["checkpoint"] == f"{MODEL}.market1501" and len(printed["cmc"]) > 0
 
 
+def test_eval_command_passes_aqe_and_flip_on(data_root, mirror, capsys):
+    assert main(["eval", MODEL, "market", "--data-root", str(data_root), "--workers", "0", "--no-progress",
+                 "--json", "--aqe", "--flip"]) == 0
+    settings = json.loads(capsys.readouterr().out)["settings"]
+    assert settings["aqe"] is settings["flip"] is True and settings["rerank"] is False
+
+
 def test_doctor_command_exit_codes(data_root, tmp_path, capsys):
     assert main(["doctor", "market1501", "--data-root", str(data_root)]) == 0
     assert main(["doctor", "msmt17", "--data-root", str(tmp_path)]) == 1
