@@ -22,8 +22,8 @@ features' device, so on a GPU when the features are there -- so no distance
 matrix is needed at all.  From features, the re-ranked distances can also be
 consumed a block of queries at a time (:class:`ReRankedDistances`), so not
 even the ``q x g`` result is held: for MSMT17 (11,659 x 82,161) re-ranking
-then needs a few hundred MB beyond the features, where torchreid's needs
-about 140 GB.
+then needs about 0.8 GiB (512-d) to 1.1 GiB (2048-d) beyond the features,
+where torchreid's needs about 200 GB (``benchmarks/bench_rerank.py``).
 
 Memory is estimated before the work starts and again once the sparse sizes
 are known; beyond ``max_memory_bytes`` an
@@ -478,7 +478,7 @@ class _RunningNearest:
     def add(self, tile: torch.Tensor, first_row: int, first_column: int, transposed: bool = False) -> None:
         """The values of ``tile`` -- or of its transpose -- at rows ``first_row...``, columns ``first_column...``.
 
-        The transpose is read as it lies (comparisons along the tile's rows), not copied.
+        A transpose is compared as the tile lies; only the booleans are transposed.
         """
         num_rows = tile.shape[1] if transposed else tile.shape[0]
         rows = slice(first_row, first_row + num_rows)
