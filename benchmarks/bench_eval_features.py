@@ -184,11 +184,11 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def run_worker(method: str, args: argparse.Namespace, dim: int, rows: int, check_rows: int = 0) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", method, "--size", args.size,
+    command = [sys.executable, "-m", "benchmarks.bench_eval_features", "--worker", method, "--size", args.size,
                "--dim", str(dim), "--seed", str(args.seed), "--rows", str(rows), "--check-rows", str(check_rows)]
     if args.cython:
         command += ["--cython", args.cython]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{method} worker failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])

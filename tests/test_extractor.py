@@ -71,6 +71,19 @@ def test_normalize_gives_unit_features(model):
     torch.testing.assert_close(features.norm(dim=1), torch.ones(5))
 
 
+def test_flip_averages_each_crop_with_its_mirror_image_before_normalising(model):
+    rng = np.random.default_rng(6)
+    rgb = [rng.integers(0, 256, (256, 128, 3), dtype=np.uint8) for _ in range(3)]  # the input size: no resizing
+    mirrors = [image[:, ::-1] for image in rgb]
+    extractor = modelzoo.FeatureExtractor(model, device="cpu")
+    plain, mirrored = extractor(rgb, color="rgb"), extractor(mirrors, color="rgb")
+    assert not torch.allclose(plain, mirrored, atol=1e-3)
+    flipped = modelzoo.FeatureExtractor(model, device="cpu", flip=True)(rgb, color="rgb")
+    torch.testing.assert_close(flipped, (plain + mirrored) / 2, rtol=1e-5, atol=1e-5)
+    normalised = modelzoo.FeatureExtractor(model, device="cpu", flip=True, normalize=True)(rgb, color="rgb")
+    torch.testing.assert_close(normalised, torch.nn.functional.normalize(flipped, dim=1), rtol=1e-5, atol=1e-6)
+
+
 def test_by_name_loads_the_trained_checkpoint_strictly(mirror):
     reference, _ = published(NAME, DATASET, mirror)
     extractor = modelzoo.FeatureExtractor(f"{NAME}.{DATASET}", device="cpu", fold_bn=False)

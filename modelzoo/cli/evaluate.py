@@ -46,6 +46,10 @@ def _evaluation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="fp32 is the published setting; bf16/fp16 are faster")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (not the published setting)")
+    p.add_argument("--aqe", action="store_true",
+                   help="average query expansion, fast-reid's k 5, alpha 3 (not the published setting)")
+    p.add_argument("--flip", action="store_true",
+                   help="average each embedding with its mirror image's (not the published setting)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -62,7 +66,7 @@ def _check_evaluation_values(args: argparse.Namespace) -> None:
 def _evaluation_kwargs(args: argparse.Namespace) -> dict:
     return dict(
         device=args.device, batch_size=args.batch_size, num_workers=args.workers,
-        precision=args.precision, rerank=args.rerank, progress=not args.no_progress,
+        precision=args.precision, rerank=args.rerank, aqe=args.aqe, flip=args.flip, progress=not args.no_progress,
     )
 
 

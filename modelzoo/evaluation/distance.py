@@ -12,7 +12,7 @@ operation (same expansion, same ``addmm``), not just their mathematics:
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -116,16 +116,39 @@ class GalleryDistances:
         else:
             self._gallery = F.normalize(gallery, p=2, dim=1)
 
-    def __call__(self, query: torch.Tensor) -> torch.Tensor:
-        """The ``(len(query), num_gallery)`` distances."""
+    def __call__(self, query: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The ``(len(query), num_gallery)`` distances.
+
+        Args:
+            query: Query features ``(num_query, dim)`` on the gallery's device.
+            out: Where to write them (a view whose rows have unit stride, e.g.
+                columns of a larger buffer), instead of a new tensor: reusing one
+                buffer spares the page faults of a fresh allocation per block.
+        """
         if self.metric == "euclidean":
             # Same operations in the same order as torchreid (norms broadcast,
             # then one fused addmm), so the rounding -- and hence every tie --
             # is identical.
-            distances = _squared_norms(query) + self._norms
+            distances = torch.add(_squared_norms(query), self._norms, out=out)
             distances.addmm_(query, self._gallery.t(), beta=1, alpha=-2)
             return distances
-        return 1 - torch.mm(F.normalize(query, p=2, dim=1), self._gallery.t())
+        if out is None:
+            return 1 - torch.mm(F.normalize(query, p=2, dim=1), self._gallery.t())
+        torch.mm(F.normalize(query, p=2, dim=1), self._gallery.t(), out=out)
+        return out.neg_().add_(1)  # (-s) + 1 rounds exactly as 1 - s
+
+    def columns(self, start: int, stop: int) -> "GalleryDistances":
+        """The distances to gallery images ``start:stop`` only, sharing this object's prepared gallery.
+
+        ``self.columns(a, b)(query)`` is ``self(query)[:, a:b]`` bit for bit,
+        provided neither side is thin (a few rows or columns: BLAS libraries
+        compute thin products with other kernels).
+        """
+        part = object.__new__(GalleryDistances)
+        part.metric, part._gallery = self.metric, self._gallery[start:stop]
+        if self.metric == "euclidean":
+            part._norms = self._norms[:, start:stop]
+        return part
 
 
 #: Rows squared per pass in :func:`_squared_norms`.

@@ -67,6 +67,8 @@ def evaluate(
     batch_size: int = 64,
     num_workers: int | None = None,
     rerank: bool = False,
+    aqe: bool = False,
+    flip: bool = False,
     metric: str | None = None,
     max_rank: int = 50,
     precision: str = "fp32",
@@ -87,7 +89,13 @@ def evaluate(
         data_root: torchreid's data folder, or the dataset's own folder.
         device: where features are computed (None: CUDA when available).
         batch_size, num_workers: feature extraction batching and decoding workers.
-        rerank: apply k-reciprocal re-ranking (not used by the published numbers).
+        rerank: apply k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3), straight
+            from the features in bounded memory (not used by the published numbers).
+        aqe: average query expansion of every query and gallery feature first
+            (fast-reid's ``TEST.AQE``: k 5, alpha 3; not used by the published numbers).
+        flip: average each embedding with that of the mirrored image
+            (fast-reid's ``TEST.FLIP``; twice the extraction time; not used by
+            the published numbers).
         metric: "euclidean" (squared) or "cosine"; default: the checkpoint's.
         max_rank: length of the CMC curve.
         precision: "fp32" (published setting) or opt-in "bf16"/"fp16".
@@ -105,6 +113,8 @@ def evaluate(
         UnknownDatasetError: an unknown dataset.
         DistributedError: ``distributed=True`` without a process group, or a
             rank failed.
+
+    With ``rerank`` or ``aqe`` on a CUDA device, their matrix products run on that GPU.
     """
     from modelzoo import datasets
     from modelzoo.inference.distributed import active_group, group_size, rank_device
@@ -118,9 +128,9 @@ def evaluate(
     metric = metric or (info.distance if info is not None else "euclidean")
     split = datasets.read_dataset(dataset, data_root)
     started = time.perf_counter()
-    query, gallery = _features(model, split, group, device, batch_size, num_workers, precision, progress)
+    query, gallery = _features(model, split, group, device, batch_size, num_workers, precision, progress, flip)
     extracted = time.perf_counter()
-    ranking = _rank(query, gallery, split, metric, max_rank, rerank)
+    ranking = _rank(query, gallery, split, metric, max_rank, rerank, aqe, device)
     finished = time.perf_counter()
     return _result(
         info,
@@ -132,6 +142,8 @@ def evaluate(
         settings={
             "metric": metric,
             "rerank": rerank,
+            "aqe": aqe,
+            "flip": flip,
             "max_rank": max_rank,
             "batch_size": batch_size,
             "precision": precision,
@@ -167,7 +179,7 @@ def _resolve_model(
     return get(name, device=device, progress=progress, **fetching)
 
 
-def _features(model, split, group, device, batch_size, num_workers, precision, progress):
+def _features(model, split, group, device, batch_size, num_workers, precision, progress, flip):
     """Query and gallery features from one extraction pass (one BatchNorm fold, one loader).
 
     In a process group the images are split across the ranks and every rank
@@ -178,7 +190,7 @@ def _features(model, split, group, device, batch_size, num_workers, precision, p
 
     paths = [r.path for r in split.query] + [r.path for r in split.gallery]
     options = dict(batch_size=batch_size, num_workers=num_workers, device=device, precision=precision,
-                   progress=progress, description="query + gallery")
+                   flip=flip, progress=progress, description="query + gallery")
     if group is None:
         features = extract_features(model, paths, **options)
     else:
@@ -192,24 +204,21 @@ def _ids(records) -> tuple[np.ndarray, np.ndarray]:
     return pids, camids
 
 
-def _rank(query: torch.Tensor, gallery: torch.Tensor, split, metric: str, max_rank: int, rerank: bool):
-    from modelzoo.evaluation.distance import compute_distance
-    from modelzoo.evaluation.rank import evaluate_from_features, evaluate_rank
-    from modelzoo.evaluation.rerank import re_ranking
+def _rank(query: Any, gallery: Any, split, metric: str, max_rank: int, rerank: bool, aqe: bool,
+          device: torch.device):
+    from modelzoo.evaluation.query_expansion import average_query_expansion
+    from modelzoo.evaluation.rank import evaluate_from_features
 
     q_pids, q_camids = _ids(split.query)
     g_pids, g_camids = _ids(split.gallery)
-    if not rerank:
-        return evaluate_from_features(
-            query, gallery, q_pids, g_pids, q_camids, g_camids,
-            metric=metric, max_rank=max_rank,
-        )
-    distmat = re_ranking(
-        np.asarray(compute_distance(query, gallery, metric)),
-        np.asarray(compute_distance(query, query, metric)),
-        np.asarray(compute_distance(gallery, gallery, metric)),
+    if (rerank or aqe) and device.type == "cuda":  # their (q + g) x (q + g) products: on the GPU
+        query, gallery = query.to(device), gallery.to(device)
+    if aqe:
+        query, gallery = average_query_expansion(query, gallery)
+    return evaluate_from_features(
+        query, gallery, q_pids, g_pids, q_camids, g_camids,
+        metric=metric, max_rank=max_rank, rerank=rerank,
     )
-    return evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank)
 
 
 def _result(info: ModelInfo | None, class_name: str, dataset: str, split, ranking, timings: dict,

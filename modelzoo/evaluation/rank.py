@@ -153,6 +153,11 @@ def evaluate_from_features(
     max_rank: int = 50,
     chunk_size: Optional[int] = None,
     num_threads: Optional[int] = None,
+    *,
+    rerank: bool = False,
+    k1: int = 20,
+    k2: int = 6,
+    lambda_value: float = 0.3,
 ) -> RankResult:
     """Rank metrics straight from features, never holding the whole distance matrix.
 
@@ -162,6 +167,11 @@ def evaluate_from_features(
     is bounded by the block (128 MB of distances by default) whatever the
     number of queries.  The gallery's squared norms are computed once
     (euclidean); cosine holds one normalised copy of the gallery features.
+
+    With ``rerank`` the distances are k-reciprocal re-ranked first
+    (:func:`~modelzoo.evaluation.re_ranking_from_features`), and the
+    re-ranked blocks are ranked as they come: no ``(q + g) x g`` matrix and
+    no ``q x g`` one is ever held (a few hundred MB for MSMT17).
 
     Args:
         qf: Query features ``(num_query, dim)``, tensor or NumPy array.
@@ -176,16 +186,23 @@ def evaluate_from_features(
             distances per matrix product, ranked 8 million at a time.
         num_threads: Blocks of each product ranked at once (see
             :func:`evaluate_rank`); torch's own threads compute the products.
+        rerank: Re-rank the distances (not the published setting).
+        k1: Re-ranking's k-reciprocal neighbourhood size (paper: 20).
+        k2: Re-ranking's local query expansion size (paper: 6).
+        lambda_value: Re-ranking's weight of the original distance (paper: 0.3).
 
     Returns:
         A :class:`RankResult`, equal to ``evaluate_rank(compute_distance(qf,
-        gf, metric), ...)``.
+        gf, metric), ...)`` (with ``rerank``: of ``re_ranking`` on the three
+        ``compute_distance`` matrices).
 
     Raises:
-        ValueError: As :func:`evaluate_rank`, plus an unknown metric or
-            features of different dimensions.
+        ValueError: As :func:`evaluate_rank`, plus an unknown metric,
+            features of different dimensions or bad re-ranking parameters.
+        InsufficientMemoryError: Re-ranking would need more than its default
+            memory limit (see :func:`~modelzoo.evaluation.re_ranking_from_features`).
     """
-    from modelzoo.evaluation.distance import GalleryDistances, _check_metric, as_feature_tensors
+    from modelzoo.evaluation.distance import _check_metric, as_feature_tensors
 
     _check_metric(metric)
     threads = _parallel.resolve_threads(num_threads)
@@ -195,14 +212,29 @@ def evaluate_from_features(
         raise ValueError("the gallery is empty: gf has 0 rows")
     labels = _labels(q_pids, g_pids, q_camids, g_camids, num_query, num_gallery)
     results = _PerQuery.empty(num_query, _check_max_rank(max_rank))
-    distances_to_gallery = GalleryDistances(gallery, metric)
-    for start, stop in _blocks(num_query, num_gallery, chunk_size, _PRODUCT_ELEMENTS):
-        product = distances_to_gallery(query[start:stop])
+    if rerank:
+        from modelzoo.evaluation.rerank import re_ranking_from_features
+
+        products: Iterator[tuple[int, Any]] = iter(
+            re_ranking_from_features(query, gallery, k1, k2, lambda_value, metric=metric))
+    else:
+        products = _distance_products(query, gallery, metric, chunk_size)
+    for start, product in products:
         backend = _ranking.select_backend(product)
         matrix = backend.prepare(product)
-        _rank_blocks(backend, matrix, _blocks(stop - start, num_gallery, chunk_size), labels, start, results, threads)
+        _rank_blocks(backend, matrix, _blocks(int(product.shape[0]), num_gallery, chunk_size), labels, start,
+                     results, threads)
         del product, matrix  # before the next product is allocated
     return results.summary()
+
+
+def _distance_products(query: Any, gallery: Any, metric: str, chunk_size: Optional[int]) -> Iterator[tuple[int, Any]]:
+    """``(start, distances of queries start:...)`` for each block of about ``_PRODUCT_ELEMENTS`` distances."""
+    from modelzoo.evaluation.distance import GalleryDistances
+
+    distances_to_gallery = GalleryDistances(gallery, metric)
+    for start, stop in _blocks(int(query.shape[0]), int(gallery.shape[0]), chunk_size, _PRODUCT_ELEMENTS):
+        yield start, distances_to_gallery(query[start:stop])
 
 
 # --------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from modelzoo.devices import resolve_device
-from modelzoo.inference.features import autocast_context, prepare_model, use_channels_last
+from modelzoo.inference.features import autocast_context, embed, prepare_model, use_channels_last
 from modelzoo.models import Mirrors, get, model_info
 
 COLORS = ("rgb", "bgr")
@@ -48,6 +48,8 @@ class FeatureExtractor:
             (float rounding differences only; the given model is untouched).
         cache_dir, mirrors, offline: where a named model's weights are
             cached and fetched from (as :func:`modelzoo.get`).
+        flip: average each feature with that of the horizontally mirrored
+            crop, before ``normalize`` (fast-reid's flip test; twice the cost).
 
     Raises:
         ValueError: an unknown precision, fp16 without CUDA, a batch size
@@ -67,6 +69,7 @@ class FeatureExtractor:
         cache_dir: str | Path | None = None,
         mirrors: Mirrors = None,
         offline: bool | None = None,
+        flip: bool = False,
     ) -> None:
         self.device = resolve_device(device)
         autocast_context(self.device, precision)  # checks the precision before anything is loaded
@@ -83,7 +86,7 @@ class FeatureExtractor:
                              "unknown: pass a zoo name, or a model from modelzoo.get / modelzoo.build")
         self.transform = info.transform
         self.feature_dim = info.record.feature_dim
-        self.precision, self.batch_size, self.normalize = precision, batch_size, normalize
+        self.precision, self.batch_size, self.normalize, self.flip = precision, batch_size, normalize, flip
         self._channels_last = use_channels_last(self.device, precision)
         self._network = prepare_model(model, self.device, channels_last=self._channels_last, fold=fold_bn)
 
@@ -113,7 +116,7 @@ class FeatureExtractor:
                 pixels = torch.stack([self.transform(_as_pil(image, color))
                                       for image in batch[start:start + self.batch_size]])
                 pixels = pixels.to(self.device, non_blocking=True, memory_format=memory_format)
-                chunks.append(self._network(pixels).float().cpu())
+                chunks.append(embed(self._network, pixels, self.flip).cpu())
         features = torch.cat(chunks)
         return F.normalize(features, dim=1) if self.normalize else features
 

@@ -21,6 +21,10 @@ setting; ``"bf16"`` (CPU or CUDA) and ``"fp16"`` (CUDA) are opt-in autocast
 modes for throughput.  bf16 is only fast on CPUs with native bf16
 instructions (``avx512_bf16`` or AMX); elsewhere it is emulated and slower
 than fp32, and a warning says so.
+
+``flip=True`` (off by default: the published numbers do not use it) is the
+flip test of fast-reid's ``TEST.FLIP``: each embedding is averaged with that of
+the horizontally mirrored image, at twice the cost.
 """
 
 from __future__ import annotations
@@ -223,6 +227,7 @@ def extract_features(
     precision: str = "fp32",
     channels_last: bool | None = None,
     fold_bn: bool = True,
+    flip: bool = False,
     progress: bool = True,
     description: str = "features",
 ) -> torch.Tensor:
@@ -242,6 +247,8 @@ def extract_features(
             (None: where it is faster, see :func:`use_channels_last`).
         fold_bn: fold BatchNorm into the convolutions of a copy of the model
             (float rounding differences only; False runs the model as is).
+        flip: average each embedding with that of the mirrored image (see
+            :func:`embed`; not the published setting).
         progress: a tqdm bar on a terminal.
         description: the progress bar's label.
 
@@ -266,7 +273,7 @@ def extract_features(
     workers = default_num_workers(target) if num_workers is None else num_workers
     loader = _loader(paths, transform, batch_size, workers, pin=target.type == "cuda")
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    return _run(runnable, _progress(loader, progress, description), target, memory_format, autocast)
+    return _run(runnable, _progress(loader, progress, description), target, memory_format, autocast, flip)
 
 
 def model_transform(model: nn.Module) -> Callable[[Any], torch.Tensor]:
@@ -287,12 +294,35 @@ def _check_whole_number(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{name} must be a whole number, at least {minimum}; got {value!r}")
 
 
+def embed(network: nn.Module, pixels: torch.Tensor, flip: bool = False) -> torch.Tensor:
+    """The network's embeddings of a batch, as float32; with ``flip``, averaged with the mirrored batch's.
+
+    The flip test as fast-reid's ``TEST.FLIP`` does it: the batch flipped along
+    its width, and the two embeddings averaged as the network returns them,
+    *before* any L2 normalisation (fast-reid normalises later, for the cosine
+    distance; ``FeatureExtractor(normalize=True)`` normalises the average).
+
+    Args:
+        network: a re-ID network in eval mode.
+        pixels: a preprocessed ``(N, 3, H, W)`` batch on the network's device.
+        flip: also run the mirrored batch and average.
+    """
+    features = network(pixels).float()
+    if flip:
+        mirrored = torch.flip(pixels, dims=[3])
+        if pixels.is_contiguous(memory_format=torch.channels_last):
+            mirrored = mirrored.contiguous(memory_format=torch.channels_last)
+        features = (features + network(mirrored).float()) / 2
+    return features
+
+
 def _run(
     model: nn.Module,
     batches: Iterable[torch.Tensor | UnreadableImage],
     device: torch.device,
     memory_format: torch.memory_format,
     autocast: ContextManager,
+    flip: bool,
 ) -> torch.Tensor:
     chunks = []
     with torch.inference_mode(), autocast:
@@ -300,7 +330,7 @@ def _run(
             if isinstance(batch, UnreadableImage):
                 raise batch.error()
             batch = batch.to(device, non_blocking=True, memory_format=memory_format)
-            chunks.append(model(batch).float().cpu())
+            chunks.append(embed(model, batch, flip).cpu())
     return torch.cat(chunks)
 
 

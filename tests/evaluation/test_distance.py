@@ -42,6 +42,23 @@ def test_gallery_distances_by_query_blocks_equal_torchreid_bit_for_bit(torchreid
         assert torch.equal(distances_to_gallery(block), torchreid_distance(block, gf, metric))
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_gallery_distances_written_into_columns_of_a_buffer_are_the_same(torchreid_distance, features, metric):
+    qf, gf = features
+    buffer = torch.full((23, 70), float("nan"))
+    returned = GalleryDistances(gf, metric)(qf, out=buffer[:, 13:])  # rows of unit stride, not contiguous
+    assert returned.data_ptr() == buffer[:, 13:].data_ptr()
+    assert torch.equal(buffer[:, 13:], torchreid_distance(qf, gf, metric))
+    assert torch.isnan(buffer[:, :13]).all()  # nothing written outside
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_gallery_distances_to_some_gallery_images_are_those_columns(features, metric):
+    qf, gf = features
+    distances = GalleryDistances(gf, metric)
+    assert torch.equal(distances.columns(12, 50)(qf), distances(qf)[:, 12:50])
+
+
 def test_euclidean_is_the_squared_distance(features):
     qf, gf = features
     np.testing.assert_allclose(compute_distance(qf, gf).numpy(), (torch.cdist(qf, gf) ** 2).numpy(),

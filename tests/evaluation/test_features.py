@@ -10,8 +10,9 @@ from torch import nn
 
 import modelzoo
 from modelzoo.inference import features
-from modelzoo.models import attach_info
 from modelzoo.inference.features import default_num_workers, extract_features, fold_batchnorm
+from modelzoo.models import attach_info
+from tests.evaluation import imagefiles
 from tests.evaluation.imagefiles import features_one_by_one, small_network, small_transform, write_images
 
 COUNT = 13  # not a multiple of the batch sizes used, so a short last batch is exercised
@@ -84,6 +85,25 @@ def test_folding_leaves_the_callers_model_untouched(paths):
     assert before.keys() == after.keys()
     assert all(torch.equal(before[name], after[name]) for name in before)
     assert any(isinstance(module, nn.BatchNorm2d) for module in model.modules())
+
+
+def test_flip_averages_the_features_of_each_image_and_its_mirror_image(tmp_path):
+    from PIL import Image, ImageOps
+
+    rng = torch.Generator().manual_seed(4)
+    originals, mirrors = [], []
+    for index in range(6):  # already at the input size, so resizing cannot make a mirror differ
+        pixels = torch.randint(0, 256, (*imagefiles.SMALL_INPUT, 3), generator=rng, dtype=torch.uint8).numpy()
+        image = Image.fromarray(pixels)
+        originals.append(str(tmp_path / f"{index}.png"))
+        mirrors.append(str(tmp_path / f"{index}-mirror.png"))
+        image.save(originals[-1])
+        ImageOps.mirror(image).save(mirrors[-1])
+    model = small_network()
+    plain, mirrored = extract(model, originals), extract(model, mirrors)
+    assert not torch.allclose(plain, mirrored, atol=1e-3)  # the network sees the difference
+    for settings in ({}, {"channels_last": False}):
+        assert_same_features(extract(model, originals, flip=True, **settings), (plain + mirrored) / 2)
 
 
 def test_fold_batchnorm_removes_batchnorm_and_keeps_outputs():

@@ -22,10 +22,10 @@ from modelzoo.testing.checkpoints import write_for_checkpoint
 from modelzoo import manifest
 from modelzoo.cli import main
 from modelzoo.datasets import read_dataset
-from modelzoo.testing import synthetic
 from modelzoo.errors import UnknownCheckpointError
-from modelzoo.evaluation import compute_distance, evaluate_rank
+from modelzoo.evaluation import average_query_expansion, compute_distance, evaluate_rank, re_ranking
 from modelzoo.inference.features import extract_features
+from modelzoo.testing import synthetic
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "osnet_x0_25"  # the smallest network: keeps these tests fast
@@ -100,6 +100,26 @@ def test_rerank_changes_the_ranking_but_keeps_the_protocol(data_root, mirror):
     assert reranked.num_valid_queries == plain.num_valid_queries
     assert reranked.settings["rerank"] is True
     assert 0 < reranked.mAP <= 100
+    assert plain.settings["aqe"] is plain.settings["flip"] is plain.settings["rerank"] is False  # the published setting
+
+
+def test_rerank_aqe_and_flip_equal_the_steps_done_by_hand(data_root, mirror):
+    model = modelzoo.get(MODEL, "market1501", device="cpu", progress=False)
+    result = modelzoo.evaluate(model, "market1501", data_root, device="cpu", num_workers=0, progress=False,
+                               rerank=True, aqe=True, flip=True)
+    assert result.settings["rerank"] is result.settings["aqe"] is result.settings["flip"] is True
+    split = read_dataset("market1501", data_root)
+    paths = [r.path for r in split.query] + [r.path for r in split.gallery]
+    features = extract_features(model, paths, modelzoo.transforms(MODEL), num_workers=0, progress=False, flip=True)
+    qf, gf = average_query_expansion(features[: len(split.query)], features[len(split.query):])
+    expected = evaluate_rank(
+        re_ranking(compute_distance(qf, gf), compute_distance(qf, qf), compute_distance(gf, gf)),
+        np.array([r.pid for r in split.query]), np.array([r.pid for r in split.gallery]),
+        np.array([r.camid for r in split.query]), np.array([r.camid for r in split.gallery]),
+    )
+    assert result.rank1 == pytest.approx(100 * expected.cmc[0])
+    assert result.mAP == pytest.approx(100 * expected.mAP)
+    assert result.mINP == pytest.approx(100 * expected.mINP)
 
 
 @pytest.fixture
@@ -170,6 +190,13 @@ def test_eval_command_prints_the_result(data_root, mirror, capsys):
                  "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["checkpoint"] == f"{MODEL}.market1501" and len(printed["cmc"]) > 0
+
+
+def test_eval_command_passes_aqe_and_flip_on(data_root, mirror, capsys):
+    assert main(["eval", MODEL, "market", "--data-root", str(data_root), "--workers", "0", "--no-progress",
+                 "--json", "--aqe", "--flip"]) == 0
+    settings = json.loads(capsys.readouterr().out)["settings"]
+    assert settings["aqe"] is settings["flip"] is True and settings["rerank"] is False
 
 
 def test_doctor_command_exit_codes(data_root, tmp_path, capsys):

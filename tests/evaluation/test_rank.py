@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from modelzoo.evaluation import RankResult, compute_distance, evaluate_from_features, evaluate_rank
+from modelzoo.evaluation import RankResult, compute_distance, evaluate_from_features, evaluate_rank, re_ranking
 from modelzoo.evaluation import _ranking
 from tests.evaluation.problems import Problem, realistic, stable_reference, torchreid_rank, with_ties
 
@@ -228,6 +228,26 @@ def test_evaluate_from_features_ranks_each_distance_product_in_blocks(metric, mo
         assert np.array_equal(result.cmc, expected.cmc)
         assert result.mAP == expected.mAP and result.mINP == expected.mINP
         assert (result.num_valid_queries, result.num_queries) == (expected.num_valid_queries, 50)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("k1, k2, lambda_value", [(20, 6, 0.3), (5, 2, 0.6)])
+def test_evaluate_from_features_reranked_equals_re_ranking_then_rank(metric, k1, k2, lambda_value):
+    rng = np.random.default_rng(5)
+    pids = rng.integers(0, 30, 260)
+    features = (rng.standard_normal((30, 16))[pids] + 0.8 * rng.standard_normal((260, 16))).astype(np.float32)
+    cams = rng.integers(0, 4, 260)
+    qf, gf = torch.from_numpy(features[:60]), torch.from_numpy(features[60:])
+    labels = (pids[:60], pids[60:], cams[:60], cams[60:])
+    reranked = re_ranking(compute_distance(qf, gf, metric), compute_distance(qf, qf, metric),
+                          compute_distance(gf, gf, metric), k1, k2, lambda_value)
+    expected = evaluate_rank(reranked, *labels)
+    plain = evaluate_from_features(qf, gf, *labels, metric=metric)
+    result = evaluate_from_features(qf, gf, *labels, metric=metric, chunk_size=7, rerank=True, k1=k1, k2=k2,
+                                    lambda_value=lambda_value)
+    assert np.array_equal(result.cmc, expected.cmc)
+    assert result.mAP == expected.mAP and result.mINP == expected.mINP
+    assert result.mAP != plain.mAP  # re-ranking did change the ranking
 
 
 def test_evaluate_from_features_rejects_bad_input():
