@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from modelzoo.manifest import DATASETS, Checkpoint, ModelRecord
+from modelzoo.manifest import Checkpoint, ModelRecord
 
-HEADER = ("Model", "# param (M)", "Loss", "Input", *DATASETS)
+#: The columns of torchreid's table: its three person re-ID datasets.
+TORCHREID_DATASETS = ("market1501", "dukemtmcreid", "msmt17")
+HEADER = ("Model", "# param (M)", "Loss", "Input", *TORCHREID_DATASETS)
 
 
 def params_cell(record: ModelRecord) -> str:
@@ -31,13 +33,13 @@ def row(record: ModelRecord) -> tuple[str, ...]:
     """One table row for ``record``."""
     name = record.name + ("*" if record.from_scratch else "")
     height, width = record.input_size
-    cells = [result_cell(record.checkpoints.get(dataset)) for dataset in DATASETS]
+    cells = [result_cell(record.checkpoints.get(dataset)) for dataset in TORCHREID_DATASETS]
     return (name, params_cell(record), record.loss, f"({height}, {width})", *cells)
 
 
 def extra_checkpoints(record: ModelRecord) -> list[Checkpoint]:
     """Checkpoints that the same-domain columns do not show (cross-domain, combineall, ImageNet)."""
-    return [c for c in record.checkpoints.values() if c.same_domain is None or c.key not in DATASETS]
+    return [c for c in record.checkpoints.values() if c.same_domain is None or c.key not in TORCHREID_DATASETS]
 
 
 def markdown(records: Iterable[ModelRecord]) -> str:
