@@ -41,7 +41,7 @@ class VerificationRow:
     checkpoint: str  # "name.key"
     dataset: str
     published_rank1: float
-    published_mAP: float
+    published_mAP: float | None  # None where unpublished: not compared
     tolerance: float
     measured: Any = None  # EvaluationResult, or None when evaluation failed
     error: str | None = None
@@ -54,15 +54,17 @@ class VerificationRow:
     @property
     def diff_mAP(self) -> float | None:  # noqa: N802
         """Measured minus published mAP, in percentage points."""
-        return None if self.measured is None else self.measured.mAP - self.published_mAP
+        if self.measured is None or self.published_mAP is None:
+            return None
+        return self.measured.mAP - self.published_mAP
 
     @property
     def passed(self) -> bool:
         """Both differences within the tolerance."""
         rank1, mAP = self.diff_rank1, self.diff_mAP  # noqa: N806
-        if rank1 is None or mAP is None:
+        if rank1 is None or (mAP is None and self.published_mAP is not None):
             return False
-        return abs(rank1) <= self.tolerance and abs(mAP) <= self.tolerance
+        return abs(rank1) <= self.tolerance and (mAP is None or abs(mAP) <= self.tolerance)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for report.json."""
@@ -196,7 +198,7 @@ def markdown_table(rows: Sequence[VerificationRow]) -> str:
         lines.append(
             f"| {row.checkpoint} | {row.dataset} | {row.published_rank1:.1f} | "
             f"{_cell(measured.rank1 if measured else None)} | {_cell(row.diff_rank1, True)} | "
-            f"{row.published_mAP:.1f} | {_cell(measured.mAP if measured else None)} | "
+            f"{_cell(row.published_mAP)} | {_cell(measured.mAP if measured else None)} | "
             f"{_cell(row.diff_mAP, True)} | {verdict} |"
         )
     return "\n".join(lines)

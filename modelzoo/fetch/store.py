@@ -303,7 +303,7 @@ class CheckpointStore:
             else:
                 weights, weights_name, weights_sha = served.path, self._bare_name(served.name_hint), info.sha256
             origin = self._check_weights(info, weights_sha, trusted)
-            content = read_checkpoint(weights)
+            content = read_checkpoint(weights, self.checkpoint.layout, **self.checkpoint.reader_options)
             target = self.folder / weights_name
             os.replace(weights, target)
         finally:
@@ -406,7 +406,7 @@ class CheckpointStore:
         copied = self._read_copy(path)
         if copied is not None:
             return LoadedCheckpoint(path, copied)
-        content = read_checkpoint(path)
+        content = read_checkpoint(path, self.checkpoint.layout, **self.checkpoint.reader_options)
         with self.locked():
             self._write_copy(path, content)
         return LoadedCheckpoint(path, content)
