@@ -12,7 +12,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the evaluation commands."""
     p = subparsers.add_parser("eval", help="evaluate one model on one dataset")
     p.add_argument("name", help="model (its checkpoint trained on DATASET) or checkpoint name.dataset")
-    p.add_argument("dataset", help="test dataset: market1501, dukemtmcreid, msmt17")
+    p.add_argument("dataset", help="test dataset: market1501, dukemtmcreid, msmt17, veri, vehicleid, veriwild")
+    p.add_argument("--split", choices=("small", "medium", "large"),
+                   help="test size of vehicleid and veriwild (required there)")
     _evaluation_options(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=run_eval)
@@ -26,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_verify)
 
     p = subparsers.add_parser("doctor", help="check a dataset folder against the real dataset's layout")
-    p.add_argument("dataset", help="market1501, dukemtmcreid or msmt17")
+    p.add_argument("dataset", help="market1501, dukemtmcreid, msmt17, veri, vehicleid or veriwild")
     p.add_argument("--data-root", required=True, type=Path, help="torchreid's data folder or the dataset folder")
     p.set_defaults(handler=run_doctor)
 
@@ -44,7 +46,16 @@ def _evaluation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="fp32 is the published setting; bf16/fp16 are faster")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (not the published setting)")
+    p.add_argument("--trials", type=_positive_int, metavar="N",
+                   help="vehicleid only: average over N seeded random galleries (default 10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
 
 
 def _evaluation_kwargs(args: argparse.Namespace) -> dict:
@@ -85,7 +96,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from modelzoo.evaluation.pipeline import evaluate
 
     with _torchrun_group(args.device) as joined:
-        result = evaluate(args.name, args.dataset, args.data_root, distributed=joined, **_evaluation_kwargs(args))
+        result = evaluate(args.name, args.dataset, args.data_root, split=args.split, trials=args.trials,
+                          distributed=joined, **_evaluation_kwargs(args))
         if _is_first_rank(joined):  # under torchrun every rank has the result; rank 0 prints it
             print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
     return 0
@@ -96,7 +108,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
     with _torchrun_group(args.device) as joined:
         rows = verify(args.names, args.datasets, data_root=args.data_root, tolerance=args.tolerance,
-                      distributed=joined, **_evaluation_kwargs(args))
+                      trials=args.trials, distributed=joined, **_evaluation_kwargs(args))
         first = _is_first_rank(joined)
     failed = sum(not r.passed for r in rows)
     if not first:  # under torchrun every rank has the same rows; rank 0 reports them
@@ -104,7 +116,7 @@ def run_verify(args: argparse.Namespace) -> int:
     print(markdown_table(rows))
     for row in rows:
         if row.error:
-            print(f"\n{row.checkpoint} on {row.dataset}: {row.error}")
+            print(f"\n{row.checkpoint} on {row.test_set}: {row.error}")
     if args.report_dir:
         for path in write_report(rows, args.report_dir):
             print(f"wrote {path}")

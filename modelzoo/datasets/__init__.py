@@ -14,7 +14,7 @@ small datasets in the same layouts.
 """
 
 from modelzoo.datasets._base import ImageRecord, ReIDSplit
-from modelzoo.datasets._registry import DATASET_NAMES, DEFAULT_TRIALS, read_dataset, read_trials
+from modelzoo.datasets._registry import DATASET_NAMES, DEFAULT_TRIALS, has_random_gallery, planned_trials, read_dataset, read_trials
 # The ``doctor`` function stays in its module: exporting it here would shadow
 # the submodule ``modelzoo.datasets.doctor`` (use ``from modelzoo.datasets.doctor import doctor``).
 from modelzoo.datasets.doctor import Finding, check_layout, format_findings
@@ -27,6 +27,8 @@ __all__ = [
     "ReIDSplit",
     "check_layout",
     "format_findings",
+    "has_random_gallery",
+    "planned_trials",
     "read_dataset",
     "read_trials",
 ]

@@ -34,6 +34,11 @@ def reader_for(name: str) -> DatasetReader:
     return readers[canonical]()
 
 
+def has_random_gallery(name: str) -> bool:
+    """True for a dataset whose gallery is drawn at random per trial (VehicleID)."""
+    return reader_for(name).random_gallery
+
+
 def read_dataset(name: str, data_root: PathLike, *, split: str | None = None, trial: int | None = None) -> ReIDSplit:
     """Read a dataset's query, gallery and train records from its on-disk layout.
 
@@ -59,10 +64,31 @@ def read_dataset(name: str, data_root: PathLike, *, split: str | None = None, tr
         ValueError: a trial that is not a whole number >= 0.
     """
     reader = reader_for(name)
+    dataset_split(reader.name, split)
     if not reader.random_gallery:
         _refuse_trials(reader, "trial", trial)
         return _read(reader, data_root, split, [None])[0]
     return _read(reader, data_root, split, [_checked_count("trial", 0 if trial is None else trial, minimum=0)])[0]
+
+
+def planned_trials(name: str, *, split: str | None = None, trials: int | None = None) -> list[int | None]:
+    """The trials :func:`read_trials` draws, checked without reading anything.
+
+    Returns:
+        ``[None]`` for a dataset with a fixed gallery; ``[0, ..., trials - 1]``
+        for one drawn at random (VehicleID; default :data:`DEFAULT_TRIALS`).
+
+    Raises:
+        UnknownDatasetError: an unknown dataset, a split it does not have, or
+            trials for a dataset with a fixed gallery.
+        ValueError: a trial count that is not a whole number >= 1.
+    """
+    reader = reader_for(name)
+    dataset_split(reader.name, split)
+    if not reader.random_gallery:
+        _refuse_trials(reader, "trials", trials)
+        return [None]
+    return list(range(_checked_count("trials", DEFAULT_TRIALS if trials is None else trials, minimum=1)))
 
 
 def read_trials(name: str, data_root: PathLike, *, split: str | None = None, trials: int | None = None) -> list[ReIDSplit]:
@@ -81,12 +107,7 @@ def read_trials(name: str, data_root: PathLike, *, split: str | None = None, tri
         UnknownDatasetError, DatasetLayoutError: as :func:`read_dataset`.
         ValueError: a trial count that is not a whole number >= 1.
     """
-    reader = reader_for(name)
-    if not reader.random_gallery:
-        _refuse_trials(reader, "trials", trials)
-        return _read(reader, data_root, split, [None])
-    count = _checked_count("trials", DEFAULT_TRIALS if trials is None else trials, minimum=1)
-    return _read(reader, data_root, split, list(range(count)))
+    return _read(reader_for(name), data_root, split, planned_trials(name, split=split, trials=trials))
 
 
 def _read(reader: DatasetReader, data_root: PathLike, split: str | None, trials: list[int | None]) -> list[ReIDSplit]:
@@ -108,7 +129,7 @@ def _read(reader: DatasetReader, data_root: PathLike, split: str | None, trials:
 def _refuse_trials(reader: DatasetReader, argument: str, value: object) -> None:
     """Raise UnknownDatasetError when ``value`` was given for a dataset with a fixed gallery."""
     if value is not None:
-        drawn = ", ".join(name for name in DATASET_NAMES if reader_for(name).random_gallery)
+        drawn = ", ".join(name for name in DATASET_NAMES if has_random_gallery(name))
         raise UnknownDatasetError(
             f"{reader.name} has a fixed gallery: {argument}= applies only to datasets whose gallery is drawn "
             f"at random ({drawn}); leave it out"
