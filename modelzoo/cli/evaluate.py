@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("demo", help="offline end-to-end run on synthetic data (no network needed)")
     p.add_argument("--workdir", type=Path, help="keep the synthetic data, cache and report here")
-    p.add_argument("--model", default="osnet_x0_25", help="architecture to run (default osnet_x0_25)")
+    p.add_argument("--model", default="osnet_x0_25",
+                   help="architecture to run, of either zoo (default osnet_x0_25; e.g. bot_r50 for fast-reid's)")
     p.set_defaults(handler=run_demo)
 
 
