@@ -140,7 +140,8 @@ def test_a_fastreid_file_missing_a_backbone_key_or_with_one_that_fits_nothing_is
     del state["backbone.layer2.1.conv2.weight"]
     state["heads.mystery.weight"] = torch.zeros(3)  # no rename rule fits it: passed on for the strict load to name
     write_for_checkpoint(checkpoint, mirror, state)
-    with pytest.raises(CheckpointMismatchError) as caught:
+    # the strict load refuses it (or, where the store checks a file's fit before caching it, the download)
+    with pytest.raises((CheckpointMismatchError, DownloadError)) as caught:
         modelzoo.get(checkpoint.name, device="cpu", progress=False)
     message = str(caught.value)
     assert "1 missing: backbone.layer2.1.conv2.weight" in message and "1 unexpected: heads.mystery.weight" in message
