@@ -369,8 +369,7 @@ def write_vehicleid(
         ValueError: a size parameter is out of range.
         FileExistsError: the folders exist and ``overwrite`` is False.
     """
-    if len(test_ids) != 3 or not 1 <= test_ids[0] <= test_ids[1] <= test_ids[2]:
-        raise ValueError(f"test_ids must be three increasing counts >= 1 (small, medium, large), got {test_ids}")
+    _validate_test_ids(test_ids)
     if images_per_id < 2 or num_train_ids < 0:
         raise ValueError(f"need images_per_id >= 2 and num_train_ids >= 0, got {images_per_id} and {num_train_ids}")
     _validate_image_size(image_size)
@@ -434,8 +433,7 @@ def write_veriwild(
         ValueError: a size parameter is out of range.
         FileExistsError: the folders exist and ``overwrite`` is False.
     """
-    if len(test_ids) != 3 or not 1 <= test_ids[0] <= test_ids[1] <= test_ids[2]:
-        raise ValueError(f"test_ids must be three increasing counts >= 1 (small, medium, large), got {test_ids}")
+    _validate_test_ids(test_ids)
     sizes = _validate_sizes(num_train_ids, test_ids[2], cameras, cameras_per_id, images_per_camera, 1,
                             max_cameras=999, max_ids=99_999)
     _validate_image_size(image_size)
@@ -500,6 +498,12 @@ def _validate_sizes(
     return _Sizes(
         num_train_ids, num_test_ids, cameras, cameras_per_id, images_per_camera, query_cameras_per_id
     )
+
+
+def _validate_test_ids(test_ids: tuple[int, int, int]) -> None:
+    """The vehicles of the small, medium and large test sets: three increasing counts."""
+    if len(test_ids) != 3 or not 1 <= test_ids[0] <= test_ids[1] <= test_ids[2]:
+        raise ValueError(f"test_ids must be three increasing counts >= 1 (small, medium, large), got {test_ids}")
 
 
 def _validate_image_size(image_size: tuple[int, int]) -> None:
