@@ -14,6 +14,9 @@ dependencies = ["torch", "torchvision", "numpy", "PIL", "requests", "filelock", 
 
 import modelzoo as _modelzoo  # noqa: E402
 from modelzoo import manifest as _manifest  # noqa: E402
+from modelzoo.table import describe_result as _describe_result  # noqa: E402
+
+_ZOO_NAMES = {"torchreid": "torchreid", "fastreid": "fast-reid"}
 
 
 def _entry_point(name: str, record):
@@ -23,7 +26,7 @@ def _entry_point(name: str, record):
         return _modelzoo.get(record.name, dataset, pretrained=pretrained, device=device, **kwargs)
 
     published = [
-        f"    {c.name}: " + ", ".join(f"{r.dataset} R1 {r.rank1:.1f} mAP {r.mAP:.1f}" for r in c.results)
+        f"    {c.name}: " + ", ".join(f"{r.test_set} {_describe_result(r)}" for r in c.results)
         if c.results else f"    {c.name}: ImageNet weights"
         for c in record.checkpoints.values()
     ]
@@ -31,7 +34,7 @@ def _entry_point(name: str, record):
     entry.__name__ = entry.__qualname__ = name
     entry.__doc__ = "\n".join(
         [
-            f"{name}{alias_note}: torchreid's {record.name}, input {record.input_size[0]}x{record.input_size[1]}, "
+            f"{name}{alias_note}: {_ZOO_NAMES[record.zoo]}'s {record.name}, input {record.input_size[0]}x{record.input_size[1]}, "
             f"{record.feature_dim}-d embedding in eval mode.",
             "",
             "Args:",

@@ -1,9 +1,11 @@
 """``modelzoo demo``: the whole pipeline, offline, on data made on the spot.
 
 1. Write a small synthetic dataset in Market-1501's exact layout.
-2. Write a checkpoint for the chosen architecture in torchreid's format
-   (randomly initialised weights), under its original file name, in a mirror
-   folder, and serve that folder from a loopback HTTP server.
+2. Write a checkpoint for the chosen architecture in its zoo's format and
+   layout (torchreid's dict, or fast-reid's ``{"model": ...}`` with its era's
+   key names and pixel buffers; randomly initialised weights), under its
+   original file name, in a mirror folder, and serve that folder from a
+   loopback HTTP server.
 3. With a fresh cache in the work folder and the server as the only mirror
    (passed as arguments: the environment is left alone):
    ``modelzoo.get`` -> ``modelzoo.evaluate`` -> a verify-style report.
@@ -15,6 +17,7 @@ machinery works here, and say nothing about the published benchmark.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import tempfile
 from pathlib import Path
@@ -44,7 +47,7 @@ def run_demo(workdir: Path | None = None, model: str = "osnet_x0_25", say: Calla
 def _run(workdir: Path, model_name: str, say: Callable[[str], None]) -> int:
     from modelzoo import manifest
     from modelzoo.evaluation.pipeline import evaluate
-    from modelzoo.evaluation.verify import VerificationRow, markdown_table, write_report
+    from modelzoo.evaluation.verify import markdown_table, row_for, write_report
     from modelzoo.models import get, model_info
     from modelzoo.testing import synthetic
     from modelzoo.testing.checkpoints import write_untrained_checkpoint
@@ -57,7 +60,9 @@ def _run(workdir: Path, model_name: str, say: Callable[[str], None]) -> int:
     mirror = workdir / "mirror"
     mirror.mkdir(parents=True, exist_ok=True)
     served = write_untrained_checkpoint(checkpoint, mirror)
-    say(f"2. wrote an untrained {model_name} checkpoint in its zoo's format: {served.name}")
+    layout = "".join(f", {key} {value}" for key, value in checkpoint.layout_options.items())
+    say(f"2. wrote an untrained {model_name} checkpoint in its zoo's format ({checkpoint.layout} layout{layout}): "
+        f"{served.name}")
     cache = workdir / "cache"
     with serve_folder(mirror) as url:
         say(f"3. serving it at {url} (the only mirror), fresh cache in {cache}")
@@ -69,10 +74,7 @@ def _run(workdir: Path, model_name: str, say: Callable[[str], None]) -> int:
     say(f"5. modelzoo.evaluate:\n{result.summary()}\n")
     published = checkpoint.same_domain
     assert published is not None  # the demo's checkpoints are same-domain ones
-    row = VerificationRow(
-        checkpoint=checkpoint.name, dataset=DATASET, published_rank1=published.rank1,
-        published_mAP=published.mAP, tolerance=0.5, measured=result,
-    )
+    row = dataclasses.replace(row_for(checkpoint, published, tolerance=0.5), measured=result)
     say(markdown_table([row]))
     for path in write_report([row], workdir / "report", note=NOTE):
         say(f"wrote {path}")

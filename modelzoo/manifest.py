@@ -3,8 +3,9 @@
 The manifest is data (``manifest/*.json``, one file per architecture; the
 fields are documented in ``manifest/README.md``).  This module turns it into
 frozen dataclasses, refuses unknown or missing fields (naming the file and
-the field), and resolves names: canonical names, torchreid aliases,
-``name.dataset`` and dataset short names (``market``, ``duke``, ``msmt``).
+the field), and resolves names: canonical names, torchreid's and
+fast-reid's aliases, ``name.dataset`` and dataset short names (``market``,
+``duke``, ``msmt``, ``veri776``, ...).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from modelzoo import config
-from modelzoo.errors import ManifestError, UnknownCheckpointError, UnknownModelError
+from modelzoo.errors import ManifestError, UnknownCheckpointError, UnknownDatasetError, UnknownModelError
 from modelzoo.formats.digest import is_sha256
-from modelzoo.names import DATASET_NAMES, dataset_key
+from modelzoo.names import DATASET_NAMES, dataset_key, dataset_split
 
 DATASETS = DATASET_NAMES
 SOURCE_KINDS = ("http", "gdrive", "hf")
@@ -28,6 +29,12 @@ SOURCE_STATUSES = ("live", "quota-limited", "dead", "archived", "unknown")
 LIVE_STATUSES = ("live", "quota-limited")
 FORMATS = ("zip", "checkpoint")
 DISTANCES = ("euclidean", "cosine")
+ZOOS = ("torchreid", "fastreid")
+#: Checkpoint layouts (the readers of ``modelzoo.formats.LAYOUTS``) and the options each takes in the manifest.
+LAYOUT_OPTIONS: dict[str, tuple[str, ...]] = {"torchreid": (), "fastreid": ("era",)}
+#: fast-reid networks normalise their input themselves, on the 0..255 scale: ``(x - 255 mean) / (255 std)``
+#: (fastreid-zoo facts 0.5); its files hold those two buffers, which the reader checks against the preprocessing.
+FASTREID_PIXEL_SCALE = 255.0
 
 
 @dataclass(frozen=True)
@@ -72,9 +79,22 @@ class Result:
 
     dataset: str
     rank1: float
-    mAP: float
+    mAP: float | None = None  # None where unpublished (VehicleID)
     rank5: float | None = None
     rank10: float | None = None
+    mINP: float | None = None  # noqa: N815  (the metric's published name)
+    split: str | None = None  # the test size (VehicleID, VERI-Wild): "small", "medium", "large"
+
+    @property
+    def published(self) -> dict[str, float]:
+        """The published metrics by name (``rank1``, and whichever of ``mAP``, ``mINP``, ``rank5``, ``rank10`` are)."""
+        values = {"rank1": self.rank1, "mAP": self.mAP, "mINP": self.mINP, "rank5": self.rank5, "rank10": self.rank10}
+        return {name: value for name, value in values.items() if value is not None}
+
+    @property
+    def test_set(self) -> str:
+        """The test dataset, with its split: ``"market1501"``, ``"vehicleid (small)"``."""
+        return self.dataset if self.split is None else f"{self.dataset} ({self.split})"
 
 
 @dataclass(frozen=True)
@@ -106,6 +126,9 @@ class Checkpoint:
     results: tuple[Result, ...]
     notes: str = ""
     weights_sha256: str | None = None  # the weights fingerprint (formats.weights_fingerprint), where pinned
+    layout: str = "torchreid"  # how the file arranges the weights: a key of modelzoo.formats.LAYOUTS
+    layout_options: Mapping[str, Any] = field(default_factory=dict, hash=False)  # fast-reid: {"era": "0.1.1"}
+    builder_args: Mapping[str, Any] = field(default_factory=dict, hash=False)  # passed to the architecture's builder
 
     @property
     def name(self) -> str:
@@ -116,6 +139,19 @@ class Checkpoint:
     def believed_live(self) -> bool:
         """True when at least one source is believed to serve the file today."""
         return any(source.believed_live for source in self.sources)
+
+    @property
+    def reader_options(self) -> dict[str, Any]:
+        """The options of the checkpoint's layout reader (``read_checkpoint(path, layout, **reader_options)``).
+
+        ``layout_options``, and for a fast-reid file the ``pixel_mean`` /
+        ``pixel_std`` buffers it must hold: 255 times the preprocessing's mean and std.
+        """
+        options = dict(self.layout_options)
+        if self.layout == "fastreid":
+            options["pixel_mean"] = tuple(FASTREID_PIXEL_SCALE * value for value in self.preprocessing.mean)
+            options["pixel_std"] = tuple(FASTREID_PIXEL_SCALE * value for value in self.preprocessing.std)
+        return options
 
     def result_on(self, dataset: str) -> Result | None:
         """The published result on ``dataset``, if there is one."""
@@ -145,7 +181,7 @@ class ModelRecord:
 
     name: str
     aliases: tuple[str, ...]
-    torchreid_name: str
+    torchreid_name: str | None  # None for a model torchreid does not have (fast-reid's)
     params_m: float | None
     params_counted: str  # "without_classifier" | "total" (hacnn's published figure)
     loss: str
@@ -156,6 +192,8 @@ class ModelRecord:
     order: int
     checkpoints: Mapping[str, Checkpoint] = field(default_factory=dict)
     source_file: str = ""
+    zoo: str = "torchreid"  # the zoo that published it: "torchreid" or "fastreid"
+    unreleased: tuple[Result, ...] = ()  # published results whose weights were never released
 
     @property
     def datasets(self) -> tuple[str, ...]:
@@ -169,7 +207,7 @@ class ModelRecord:
 _MODEL_FIELDS = {
     "name": str,
     "aliases": list,
-    "torchreid_name": str,
+    "torchreid_name": (str, type(None)),
     "params_m": (float, int, type(None)),
     "params_counted": str,
     "loss": str,
@@ -180,6 +218,7 @@ _MODEL_FIELDS = {
     "order": int,
     "checkpoints": dict,
 }
+_MODEL_OPTIONAL = {"zoo": str, "unreleased": list}
 _CHECKPOINT_FIELDS = {
     "trained_on": str,
     "num_classes": int,
@@ -193,12 +232,15 @@ _CHECKPOINT_FIELDS = {
     "results": list,
     "notes": str,
 }
-_CHECKPOINT_OPTIONAL = {"weights_sha256": (str, type(None))}
+_CHECKPOINT_OPTIONAL = {"weights_sha256": (str, type(None)), "layout": str, "layout_options": dict,
+                        "builder_args": dict}
 _PREPROCESSING_FIELDS = {"input_size": list, "interpolation": str, "mean": list, "std": list, "color_order": str}
 _SOURCE_FIELDS = {"url": str, "kind": str, "status": str}
 _SOURCE_OPTIONAL = {"format": str, "since": int, "sha256": str, "size": int, "note": str}
-_RESULT_FIELDS = {"dataset": str, "rank1": (float, int), "mAP": (float, int)}
-_RESULT_OPTIONAL = {"rank5": (float, int), "rank10": (float, int)}
+_RESULT_FIELDS = {"dataset": str, "rank1": (float, int)}
+_RESULT_OPTIONAL = {"mAP": (float, int), "mINP": (float, int), "rank5": (float, int), "rank10": (float, int),
+                    "split": str}
+_METRICS = ("mAP", "mINP", "rank5", "rank10")
 
 
 def _check_fields(
@@ -254,9 +296,35 @@ def _check_hash_and_size(sha256: str | None, size: int | None, where: str) -> No
 
 def _parse_result(data: Any, where: str) -> Result:
     data = _check_fields(data, _RESULT_FIELDS, where, _RESULT_OPTIONAL)
-    _one_of(data["dataset"], DATASETS, f"{where}.dataset")
-    optional = {k: float(data[k]) for k in _RESULT_OPTIONAL if k in data}
-    return Result(dataset=data["dataset"], rank1=float(data["rank1"]), mAP=float(data["mAP"]), **optional)
+    dataset = _one_of(data["dataset"], DATASETS, f"{where}.dataset")
+    try:
+        split = dataset_split(dataset, data.get("split"))
+    except UnknownDatasetError as exc:
+        raise ManifestError(f"{where}.split: {exc}") from None
+    metrics = {k: float(data[k]) for k in _METRICS if k in data}
+    return Result(dataset=dataset, rank1=float(data["rank1"]), split=split, **metrics)
+
+
+def _parse_results(items: list, where: str) -> tuple[Result, ...]:
+    """Results, each test set (dataset and split) at most once."""
+    results = tuple(_parse_result(r, f"{where}[{i}]") for i, r in enumerate(items))
+    seen = [r.test_set for r in results]
+    twice = sorted({test_set for test_set in seen if seen.count(test_set) > 1})
+    if twice:
+        raise ManifestError(f"{where}: two results on {twice[0]}")
+    return results
+
+
+def _parse_layout(data: dict, where: str) -> tuple[str, dict[str, Any]]:
+    """The checkpoint's layout and its options (exactly the options that layout takes)."""
+    layout = _one_of(data.get("layout", "torchreid"), tuple(LAYOUT_OPTIONS), f"{where}.layout")
+    options = dict(data.get("layout_options", {}))
+    if sorted(options) != sorted(LAYOUT_OPTIONS[layout]):
+        wanted = ", ".join(LAYOUT_OPTIONS[layout]) or "none"
+        raise ManifestError(f"{where}.layout_options: the {layout} layout takes {wanted}, got {sorted(options)}")
+    if not all(isinstance(value, str) for value in options.values()):
+        raise ManifestError(f"{where}.layout_options: expected string values")
+    return layout, options
 
 
 def _triple(values: list) -> tuple[float, float, float]:
@@ -280,6 +348,7 @@ def _parse_preprocessing(data: Any, where: str) -> Preprocessing:
 
 def _parse_checkpoint(model: str, key: str, data: Any, where: str) -> Checkpoint:
     data = _check_fields(data, _CHECKPOINT_FIELDS, where, _CHECKPOINT_OPTIONAL)
+    layout, layout_options = _parse_layout(data, where)
     fmt = _one_of(data["format"], FORMATS, f"{where}.format")
     sources = tuple(_parse_source(s, fmt, f"{where}.sources[{i}]") for i, s in enumerate(data["sources"]))
     if not sources:
@@ -301,18 +370,25 @@ def _parse_checkpoint(model: str, key: str, data: Any, where: str) -> Checkpoint
         size=data["size"],
         preprocessing=_parse_preprocessing(data["preprocessing"], f"{where}.preprocessing"),
         sources=sources,
-        results=tuple(_parse_result(r, f"{where}.results[{i}]") for i, r in enumerate(data["results"])),
+        results=_parse_results(data["results"], f"{where}.results"),
         notes=data["notes"],
         weights_sha256=weights_sha256,
+        layout=layout,
+        layout_options=layout_options,
+        builder_args=dict(data.get("builder_args", {})),
     )
 
 
 def parse_model(data: Any, source_file: str) -> ModelRecord:
     """Validate one manifest file's content and build its :class:`ModelRecord`."""
-    data = _check_fields(data, _MODEL_FIELDS, source_file)
+    data = _check_fields(data, _MODEL_FIELDS, source_file, _MODEL_OPTIONAL)
     name = data["name"]
     if Path(source_file).stem != name:
         raise ManifestError(f"{source_file}: field 'name' is {name!r} but the file is named {Path(source_file).name}")
+    zoo = _one_of(data.get("zoo", "torchreid"), ZOOS, f"{source_file}: zoo")
+    _check_names(name, data["aliases"], source_file)
+    if zoo == "torchreid" and data["torchreid_name"] is None:
+        raise ManifestError(f"{source_file}: torchreid_name: a torchreid model names its torchreid builder")
     checkpoints = {
         key: _parse_checkpoint(name, key, value, f"{source_file}: checkpoints.{key}")
         for key, value in data["checkpoints"].items()
@@ -331,7 +407,17 @@ def parse_model(data: Any, source_file: str) -> ModelRecord:
         order=data["order"],
         checkpoints=checkpoints,
         source_file=source_file,
+        zoo=zoo,
+        unreleased=_parse_results(data.get("unreleased", []), f"{source_file}: unreleased"),
     )
+
+
+def _check_names(name: str, aliases: list, source_file: str) -> None:
+    """Names are looked up lower-cased, so one with a capital letter could never be found."""
+    for each in (name, *aliases):
+        if not isinstance(each, str) or each != each.lower() or not each or "." in each:
+            raise ManifestError(f"{source_file}: name {each!r} must be lower case, without '.' "
+                                "(lookups lower-case the name; '.' separates the checkpoint tag)")
 
 
 def read_manifest(directory: Path | None = None) -> dict[str, ModelRecord]:
@@ -437,8 +523,10 @@ def resolve_checkpoint(name: str, dataset: str | None = None) -> Checkpoint:
     key = dataset_key(dataset)
     if key not in record.checkpoints:
         have = ", ".join(record.checkpoints)
+        unreleased = " (a result on it was published, but its weights never were)" \
+            if any(r.dataset == key for r in record.unreleased) else ""
         raise UnknownCheckpointError(
-            f"{record.name} has no checkpoint for dataset {dataset!r}; it has: {have}. "
+            f"{record.name} has no checkpoint for dataset {dataset!r}{unreleased}; it has: {have}. "
             f"Run `modelzoo info {record.name}` for details."
         )
     return record.checkpoints[key]

@@ -130,7 +130,9 @@ def build(name: str, num_classes: int | None = None, **kwargs: Any) -> nn.Module
         num_classes: size of the classifier; 0 builds an embedding-only model
             (no classifier); default: the tag's checkpoint's, else the model's
             first checkpoint's (751 for Market-1501).
-        **kwargs: passed to the builder (e.g. ``loss='triplet'``).
+        **kwargs: passed to the builder (e.g. ``loss='triplet'``), after the
+            checkpoint's ``builder_args`` (the tag's, else the first
+            checkpoint's: fast-reid's ``era`` and ``pool``), which they override.
 
     The model carries its :class:`ModelInfo` (``model.modelzoo_info``), so
     ``extract_features``, ``FeatureExtractor`` and ``evaluate`` take it as is.
@@ -147,7 +149,8 @@ def build(name: str, num_classes: int | None = None, **kwargs: Any) -> nn.Module
     wanted = _checked_num_classes(num_classes)
     if wanted is None:
         wanted = checkpoint.num_classes if checkpoint is not None else 1000
-    model = builders()[record.name](num_classes=wanted, **kwargs)
+    builder_args = dict(checkpoint.builder_args) if checkpoint is not None else {}
+    model = builders()[record.name](num_classes=wanted, **{**builder_args, **kwargs})
     preprocessing = checkpoint.preprocessing if checkpoint is not None else _default_preprocessing(record)
     return _attach(model, ModelInfo(record, None, preprocessing, build_transform(preprocessing), wanted))
 

@@ -11,7 +11,14 @@ import re
 
 from modelzoo.errors import UnknownDatasetError
 
-DATASET_NAMES = ("market1501", "dukemtmcreid", "msmt17")
+DATASET_NAMES = ("market1501", "dukemtmcreid", "msmt17", "veri", "vehicleid", "veriwild")
+
+#: Datasets published at several test sizes, and the names of those sizes
+#: (VehicleID: test_list_800/1600/2400.txt; VERI-Wild: test_3000/5000/10000).
+DATASET_SPLITS: dict[str, tuple[str, ...]] = {
+    "vehicleid": ("small", "medium", "large"),
+    "veriwild": ("small", "medium", "large"),
+}
 
 # Keys are squashed (lower case, no '-', '_', ' ' or '.'): "Market-1501",
 # "market_1501" and "DukeMTMC-reID" all land here.
@@ -23,6 +30,10 @@ DATASET_ALIASES = {
     "duke": "dukemtmcreid",
     "msmt17": "msmt17",
     "msmt": "msmt17",
+    "veri": "veri",
+    "veri776": "veri",
+    "vehicleid": "vehicleid",
+    "veriwild": "veriwild",
 }
 
 
@@ -55,5 +66,30 @@ def canonical_dataset(name: str) -> str:
     hint = f" Did you mean {', '.join(sorted({DATASET_ALIASES[c] for c in close}))}?" if close else ""
     raise UnknownDatasetError(
         f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)} "
-        f"(aliases: market, duke, dukemtmc, msmt).{hint}"
+        f"(aliases: market, duke, dukemtmc, msmt, veri776, vehicle-id, veri-wild).{hint}"
     )
+
+
+def dataset_split(dataset: str, split: str | None) -> str | None:
+    """``split`` checked against the test sizes of ``dataset`` (a canonical name).
+
+    Args:
+        dataset: a name of :data:`DATASET_NAMES`.
+        split: ``"small"``, ``"medium"`` or ``"large"`` for a dataset of
+            :data:`DATASET_SPLITS`; None for any other dataset.
+
+    Raises:
+        UnknownDatasetError: a split for a dataset that has none, no split for
+            one that has several, or a split it does not have.
+    """
+    sizes = DATASET_SPLITS.get(dataset, ())
+    if not sizes:
+        if split is not None:
+            raise UnknownDatasetError(f"{dataset} has a single test set: leave out the split ({split!r})")
+        return None
+    choose = f"pass split= (--split on the command line): one of {', '.join(sizes)}"
+    if split is None:
+        raise UnknownDatasetError(f"{dataset} is tested at {len(sizes)} sizes: {choose}")
+    if split not in sizes:
+        raise UnknownDatasetError(f"{dataset} has no split {split!r}: {choose}")
+    return split

@@ -17,19 +17,27 @@ START, END = "<!-- zoo-table:start -->", "<!-- zoo-table:end -->"
 
 
 def render() -> str:
-    """The generated block between the markers."""
+    """The generated block between the markers: one group of tables per zoo."""
     records = list(manifest.models().values())
+    torchreid, fastreid = table.of_zoo(records, "torchreid"), table.of_zoo(records, "fastreid")
     return "\n\n".join(
         [
             START,
-            "Rank-1 (mAP) in %, same-domain (trained and tested on the same dataset). "
+            "**torchreid.** Rank-1 (mAP) in %, same-domain (trained and tested on the same dataset). "
             "`*` trained from scratch; `†` the published count includes the classifiers "
-            "(every other count excludes the classifier); `‡` no source believed live (the file's only host, "
+            "(every other count excludes the classifier); `§` no source believed live (the file's only host, "
             "QMUL, died in 2019, and whether the Internet Archive holds a copy is unknown): a download will most "
             "likely fail, so `modelzoo import` a copy you have.",
-            table.markdown(records),
+            table.markdown(torchreid),
             "Cross-domain, MSMT17 `combineall` and ImageNet checkpoints:",
-            table.extra_markdown(records),
+            table.extra_markdown(torchreid),
+            "**fast-reid** (the v0.1.1 release files of JDAI-CV/fast-reid). Rank-1 / mAP / mINP in %, "
+            "same-domain, cosine distance; `‡` published, but its weights were never released. "
+            "No parameter counts are published.",
+            table.fastreid_markdown(fastreid),
+            "fast-reid's vehicle checkpoints, one row per published test set (VehicleID publishes Rank-1 and "
+            "Rank-5, averaged over random galleries; `-`: not published):",
+            table.vehicle_markdown(fastreid),
             END,
         ]
     )

@@ -18,6 +18,30 @@ def test_list_prints_the_seed_table(capsys):
     assert "osnet_x1_0.msmt17_combineall" in out
 
 
+def test_list_shows_the_two_zoos_as_two_groups(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    torchreid, fastreid = out.split("\nfast-reid\n")
+    assert torchreid.startswith("torchreid\n") and "bot_r50" not in torchreid
+    assert "osnet_x1_0" not in fastreid
+    assert "94.4 / 86.1 / 59.4" in fastreid and "85.1 / 65.4 / 18.4‡" in fastreid  # MGN on MSMT17: no file
+    assert "bot_r50_ibn.vehicleid  vehicleid (large)" in fastreid and "sbs_r50_ibn.veri" in fastreid
+    assert main(["list", "sbs*"]) == 0
+    assert capsys.readouterr().out.startswith("fast-reid\n")  # only the groups that match
+
+
+def test_info_shows_the_layout_era_builder_arguments_and_every_metric(capsys):
+    assert main(["info", "bagtricks_R50-ibn"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("bot_r50_ibn (aliases: bagtricks_r50-ibn, bot_r50-ibn)\n  zoo         fastreid")
+    assert "market1501: R1 94.9 mAP 87.6 mINP 64.1" in out
+    assert "vehicleid (small): R1 86.6 R5 97.9" in out and "256x256, bicubic resize" in out
+    assert "vehicleid_bot_R50-ibn.pth (checkpoint, fastreid layout, era 0.1.1)" in out
+    assert "builder    era=1.0, pool=gem_fixed" in out
+    assert main(["info", "mgn_r50_ibn"]) == 0
+    assert "unreleased  msmt17: R1 85.1 mAP 65.4 mINP 18.4" in capsys.readouterr().out
+
+
 def test_list_pattern_and_dataset_filter(capsys):
     assert main(["list", "osnet_ain*", "--dataset", "market"]) == 0
     out = capsys.readouterr().out

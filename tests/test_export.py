@@ -81,3 +81,14 @@ def test_a_file_that_computes_something_else_is_not_kept(tmp_path):
 def test_a_model_without_an_input_size_is_refused(tmp_path):
     with pytest.raises(ValueError, match="input size"):
         export_onnx(nn.Conv2d(3, 4, 3), tmp_path / "x.onnx")
+
+
+@pytest.mark.slow
+def test_fastreid_mgn_of_the_v011_era_exports_with_its_preprocessing(tmp_path):
+    """The most unusual fast-reid network: one GeM shared by 8 branches, stripes cut from the feature map, IBN-a."""
+    model = modelzoo.build("mgn_r50_ibn.market1501", num_classes=0)
+    path, check = export_onnx(model, tmp_path / "mgn.onnx")
+    assert check.max_abs_diff <= 1e-4 * check.max_abs_value
+    metadata = {entry.key: entry.value for entry in onnx.load(str(path)).metadata_props}
+    assert json.loads(metadata["input_size"]) == [384, 128]
+    assert metadata["resize"] == "bicubic"

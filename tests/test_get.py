@@ -3,7 +3,11 @@
 * every checkpoint of the manifest: its architecture, built on the meta device
   (no memory, no time), holds exactly the classifier the manifest declares;
 * every vintage and container the zoo used, end to end with one small network;
-* every architecture, end to end once, from a file in its entry's real format.
+* every torchreid architecture, end to end once, from a file in its entry's real format;
+* every way a fast-reid checkpoint is read and built (era, builder arguments,
+  head), end to end once, from a file in its era's layout; the key layout of
+  all 41 fast-reid files is tested against fast-reid's own code in
+  tests/architectures/test_fastreid_files.py.
 
 Parametrized over the manifest, so a new entry is tested without new test code.
 """
@@ -19,7 +23,7 @@ import modelzoo
 from modelzoo import manifest
 from modelzoo.errors import CheckpointMismatchError, DownloadError, UnknownCheckpointError, UnknownModelError
 from modelzoo.loading import uninitialised_build
-from modelzoo.testing.checkpoints import VINTAGES, write_for_checkpoint
+from modelzoo.testing.checkpoints import VINTAGES, write_fastreid_checkpoint, write_for_checkpoint
 from modelzoo.testing.weights import deterministic_state_dict
 
 RECORDS = list(manifest.models().values())
@@ -28,8 +32,10 @@ SMALL = "osnet_x0_25.market1501"  # a bare Drive-era file
 SMALL_ZIP = "shufflenet.market1501"  # a QMUL zip
 
 
-def vintage_for(checkpoint: manifest.Checkpoint) -> str:
-    """The serialization each era of the zoo used (torchreid-zoo-facts.md 0.4, 1.6)."""
+def vintage_for(checkpoint: manifest.Checkpoint) -> str | None:
+    """The serialization each era of the zoo used (torchreid-zoo-facts.md 0.4, 1.6); None for fast-reid's files."""
+    if checkpoint.layout == "fastreid":
+        return None  # written in the entry's layout, which has no vintages
     if checkpoint.format == "zip":
         return "py2"  # QMUL archives: Python-2.7 pickles inside
     if checkpoint.filename.endswith(".pth.tar"):
@@ -53,7 +59,18 @@ def images_for(checkpoint: manifest.Checkpoint, n: int = 2) -> torch.Tensor:
     return torch.randn(n, 3, height, width, generator=torch.Generator().manual_seed(3))
 
 
-def assert_loads_exactly(checkpoint: manifest.Checkpoint, vintage: str, mirror) -> None:
+def fastreid_variants() -> list[manifest.Checkpoint]:
+    """One fast-reid checkpoint per way of reading and building it: era, builder arguments and head keys."""
+    variants: dict[tuple, manifest.Checkpoint] = {}
+    for record in RECORDS:
+        for c in record.checkpoints.values():
+            if c.layout == "fastreid":
+                key = (tuple(c.layout_options.items()), tuple(c.builder_args.items()), record.classifier_keys)
+                variants.setdefault(key, c)
+    return list(variants.values())
+
+
+def assert_loads_exactly(checkpoint: manifest.Checkpoint, vintage: str | None, mirror) -> None:
     expected_model, state = reference(checkpoint)
     # ZIP_STORED: deflating 100 MB of random floats costs seconds per archive
     write_for_checkpoint(checkpoint, mirror, state, vintage=vintage, compression=zipfile.ZIP_STORED)
@@ -90,10 +107,53 @@ def test_a_qmul_zip_loads_end_to_end(mirror):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("record", RECORDS, ids=lambda r: r.name)
+@pytest.mark.parametrize("record", [r for r in RECORDS if r.zoo == "torchreid"], ids=lambda r: r.name)
 def test_every_architecture_loads_from_a_mirror_in_its_real_format(record, mirror):
     checkpoint = next(iter(record.checkpoints.values()))
     assert_loads_exactly(checkpoint, vintage_for(checkpoint), mirror)
+
+
+@pytest.mark.parametrize("checkpoint", [pytest.param(c, marks=[] if c.name == "bot_r50.market1501" else pytest.mark.slow)
+                                        for c in fastreid_variants()], ids=lambda c: c.name)
+def test_every_fastreid_variant_loads_from_its_era_layout(checkpoint, mirror):
+    """Legacy keys and pixel buffers, the checkpoint's builder arguments (VehicleID's pool, VERI-Wild's era).
+
+    Where names share one tensor (MGN's 8 names of one GeM: one tensor in the
+    file, 8 in the cache's safetensors copy), a warm get from the copy too.
+    """
+    assert_loads_exactly(checkpoint, None, mirror)
+    expected_model, state = reference(checkpoint)
+    shared = [key for key in state if any(state[key] is state[other] for other in state if other != key)]
+    if not shared:
+        return
+    (mirror / checkpoint.filename).unlink()  # the warm get must read the cache's copy
+    model = modelzoo.get(checkpoint.name, device="cpu", progress=False)
+    assert len({model.state_dict()[key].data_ptr() for key in shared}) == 1  # one module again
+    images = images_for(checkpoint)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(images), expected_model(images), rtol=0, atol=0)
+
+
+def test_a_fastreid_file_missing_a_backbone_key_or_with_one_that_fits_nothing_is_refused_with_the_lists(mirror):
+    checkpoint = manifest.resolve_checkpoint("bot_r50.market1501")
+    _, state = reference(checkpoint)
+    del state["backbone.layer2.1.conv2.weight"]
+    state["heads.mystery.weight"] = torch.zeros(3)  # no rename rule fits it: passed on for the strict load to name
+    write_for_checkpoint(checkpoint, mirror, state)
+    # the strict load refuses it (or, where the store checks a file's fit before caching it, the download)
+    with pytest.raises((CheckpointMismatchError, DownloadError)) as caught:
+        modelzoo.get(checkpoint.name, device="cpu", progress=False)
+    message = str(caught.value)
+    assert "1 missing: backbone.layer2.1.conv2.weight" in message and "1 unexpected: heads.mystery.weight" in message
+
+
+def test_a_fastreid_file_of_another_normalisation_is_refused_and_not_cached(mirror):
+    checkpoint = manifest.resolve_checkpoint("bot_r50.market1501")
+    _, state = reference(checkpoint)
+    write_fastreid_checkpoint(mirror / checkpoint.filename, state, "0.1.1", pixel_std=(1.0, 1.0, 1.0))
+    with pytest.raises(DownloadError, match=r"pixel_std is \[1.0, 1.0, 1.0\], expected \[58.395"):
+        modelzoo.get(checkpoint.name, device="cpu", progress=False)
+    assert modelzoo.fetch.cached_path(checkpoint) is None
 
 
 def test_second_get_reads_the_cached_safetensors_copy(mirror):

@@ -44,6 +44,12 @@ def test_help_shows_the_docstring_with_published_results(hub_cache):
     assert "mobilenetv2_1dot0.market1501: market1501 R1 85.6 mAP 67.3" in text
 
 
+def test_help_of_a_fastreid_spelling_names_its_zoo_and_every_metric(hub_cache):
+    text = torch.hub.help(hub_cache, "sbs_r101-ibn", trust_repo=True)
+    assert "alias of sbs_r101_ibn): fast-reid's sbs_r101_ibn, input 384x128" in text
+    assert "sbs_r101_ibn.market1501: market1501 R1 96.3 mAP 90.3 mINP 70.0" in text
+
+
 def test_load_pretrained_from_a_local_mirror(tmp_path, monkeypatch):
     checkpoint = manifest.resolve_checkpoint("resnet50_fc512", "market1501")
     reference = modelzoo.build("resnet50_fc512", num_classes=751)

@@ -161,6 +161,20 @@ def _copy_manifest(tmp_path: Path) -> Path:
         (lambda d: d["checkpoints"]["market1501"]["sources"][0].update(kind="ftp"), "sources[0].kind"),
         (lambda d: d["checkpoints"]["market1501"].update(sha256="abc"), "sha256"),
         (lambda d: d.update(input_size=[256]), "input_size"),
+        (lambda d: d.update(zoo="mmreid"), "zoo: 'mmreid' is not one of torchreid, fastreid"),
+        (lambda d: d.update(torchreid_name=None), "torchreid_name"),
+        (lambda d: d.update(aliases=["ResNet50"]), "'ResNet50' must be lower case"),
+        (lambda d: d["checkpoints"]["market1501"].update(layout="onnx"), "market1501.layout"),
+        (lambda d: d["checkpoints"]["market1501"].update(layout="fastreid"), "the fastreid layout takes era"),
+        (lambda d: d["checkpoints"]["market1501"].update(layout_options={"era": "0.1.1"}), "torchreid layout takes none"),
+        (lambda d: d["checkpoints"]["market1501"].update(builder_args=[]), "'builder_args' has the wrong type"),
+        (lambda d: d["checkpoints"]["market1501"]["results"][0].update(split="small"), "results[0].split"),
+        (lambda d: d["checkpoints"]["market1501"]["results"].append({"dataset": "vehicleid", "rank1": 1.0}),
+         "results[1].split: vehicleid is tested at 3 sizes"),
+        (lambda d: d["checkpoints"]["market1501"]["results"].append({"dataset": "market1501", "rank1": 1.0}),
+         "two results on market1501"),
+        (lambda d: d["checkpoints"]["market1501"]["results"][0].update(mINP="high"), "'mINP' has the wrong type"),
+        (lambda d: d.update(unreleased=[{"dataset": "msmt17", "rank1": 1.0, "colour": 2}]), "unknown field 'colour'"),
     ],
 )
 def test_malformed_manifest_names_the_file_and_field(tmp_path, edit, message):
@@ -187,7 +201,31 @@ def test_duplicate_alias_is_an_error(tmp_path):
 def test_manifest_readme_documents_every_field():
     readme = (REPO / "manifest" / "README.md").read_text()
     fields = set(manifest._MODEL_FIELDS) | set(manifest._CHECKPOINT_FIELDS) | set(manifest._PREPROCESSING_FIELDS)
+    fields |= set(manifest._MODEL_OPTIONAL) | set(manifest._CHECKPOINT_OPTIONAL)
     fields |= set(manifest._SOURCE_FIELDS) | set(manifest._SOURCE_OPTIONAL) | set(manifest._RESULT_FIELDS)
     fields |= set(manifest._RESULT_OPTIONAL) | set(manifest._CHECKPOINT_OPTIONAL)
     undocumented = sorted(f for f in fields if f"`{f}`" not in readme)
     assert undocumented == []
+
+
+def test_optional_fields_have_their_defaults_and_a_result_may_publish_no_map(tmp_path):
+    directory = _copy_manifest(tmp_path)
+    path = directory / "resnet50.json"
+    data = json.loads(path.read_text())
+    entry = data["checkpoints"]["market1501"]
+    entry["results"] = [{"dataset": "vehicleid", "split": "small", "rank1": 86.6, "rank5": 97.9},
+                        {"dataset": "veriwild", "split": "large", "rank1": 92.5, "mAP": 77.3, "mINP": 49.8}]
+    entry.update(layout="fastreid", layout_options={"era": "1.0"}, builder_args={"pool": "avg"})
+    path.write_text(json.dumps(data))
+    record = manifest.read_manifest(directory)["resnet50"]
+    assert record.zoo == "torchreid" and record.unreleased == ()
+    checkpoint = record.checkpoints["market1501"]
+    vehicleid, veriwild = checkpoint.results
+    assert vehicleid.mAP is None and vehicleid.published == {"rank1": 86.6, "rank5": 97.9}
+    assert vehicleid.test_set == "vehicleid (small)" and veriwild.mINP == 49.8
+    assert checkpoint.builder_args == {"pool": "avg"}
+    assert checkpoint.reader_options == {"era": "1.0", "pixel_mean": pytest.approx((123.675, 116.28, 103.53)),
+                                         "pixel_std": pytest.approx((58.395, 57.12, 57.375))}
+    torchreid_checkpoint = record.checkpoints["dukemtmcreid"]
+    assert (torchreid_checkpoint.layout, torchreid_checkpoint.reader_options, torchreid_checkpoint.builder_args) == \
+        ("torchreid", {}, {})

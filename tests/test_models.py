@@ -139,3 +139,22 @@ def test_fetch_settings_for_a_model_object_are_refused_not_ignored(tmp_path):
         modelzoo.evaluate(model, "market1501", tmp_path, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="already holds its weights"):
         modelzoo.FeatureExtractor(model, "market1501")
+
+
+def test_build_takes_the_builder_arguments_of_the_named_checkpoint():
+    """VehicleID's BoT R50-ibn learns its GeM p, VERI-Wild's is the v1.0 network; keyword arguments override them."""
+    from modelzoo.architectures.fastreid_heads import GeneralizedMeanPool, LearnedGeneralizedMeanPool
+    from modelzoo.loading import uninitialised_build
+
+    with uninitialised_build():
+        first = modelzoo.build("bot_r50_ibn")  # its first checkpoint, Market-1501: average pooling, v0.1.1
+        vehicleid = modelzoo.build("bot_r50_ibn.vehicleid")
+        veriwild = modelzoo.build("bot_r50_ibn.veriwild")
+        overridden = modelzoo.build("bot_r50_ibn.vehicleid", pool="avg")
+        untrained = modelzoo.get("bot_r50_ibn.veriwild", pretrained=False, device="cpu")
+    assert isinstance(vehicleid.heads.pool_layer, LearnedGeneralizedMeanPool)
+    for model in (veriwild, untrained):
+        assert isinstance(model.heads.pool_layer, GeneralizedMeanPool) and model.backbone.maxpool.ceil_mode
+    assert not first.backbone.maxpool.ceil_mode and first.backbone.maxpool.padding == 1
+    assert "heads.pool_layer.p" not in first.state_dict() | overridden.state_dict()
+    assert vehicleid.modelzoo_info.num_classes == 13164

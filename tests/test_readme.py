@@ -29,6 +29,16 @@ def test_readme_table_shows_every_seed_number():
     assert "| hacnn* | 3.7† |" in block
 
 
+def test_readme_shows_fastreids_zoo_as_its_own_tables():
+    block = _updater().render()
+    torchreid, fastreid = block.split("**fast-reid**")
+    assert "bot_r50" not in torchreid and "resnet50_fc512" not in fastreid
+    assert "| bot_s50 | softmax+triplet | (256, 128) | 95.2 / 88.7 / 66.9 | 90.0 / 80.13 / 45.8 | 80.8 / 59.9 / 16.3 |" \
+        in fastreid
+    assert "| `bot_r50_ibn.veriwild` | veriwild (medium) | (256, 256) | 95.1 | - | 83.5 | 61.2 |" in fastreid
+    assert "| `bot_r50_ibn.vehicleid` | vehicleid (small) | (256, 256) | 86.6 | 97.9 | - | - |" in fastreid
+
+
 def test_readme_names_the_two_setup_commands_and_ci_runs_the_test_one():
     text = (REPO / "README.md").read_text(encoding="utf-8")
     assert "make demo" in text and "make test" in text

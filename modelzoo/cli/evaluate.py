@@ -14,7 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the evaluation commands."""
     p = subparsers.add_parser("eval", help="evaluate one model on one dataset")
     p.add_argument("name", help="model (its checkpoint trained on DATASET) or checkpoint name.dataset")
-    p.add_argument("dataset", help="test dataset: market1501, dukemtmcreid, msmt17")
+    p.add_argument("dataset", help="test dataset: market1501, dukemtmcreid, msmt17, veri, vehicleid, veriwild")
+    p.add_argument("--split", choices=("small", "medium", "large"),
+                   help="test size of vehicleid and veriwild (required there)")
     _evaluation_options(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=run_eval)
@@ -28,13 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_verify)
 
     p = subparsers.add_parser("doctor", help="check a dataset folder against the real dataset's layout")
-    p.add_argument("dataset", help="market1501, dukemtmcreid or msmt17")
+    p.add_argument("dataset", help="market1501, dukemtmcreid, msmt17, veri, vehicleid or veriwild")
     p.add_argument("--data-root", required=True, type=Path, help="torchreid's data folder or the dataset folder")
     p.set_defaults(handler=run_doctor)
 
     p = subparsers.add_parser("demo", help="offline end-to-end run on synthetic data (no network needed)")
     p.add_argument("--workdir", type=Path, help="keep the synthetic data, cache and report here")
-    p.add_argument("--model", default="osnet_x0_25", help="architecture to run (default osnet_x0_25)")
+    p.add_argument("--model", default="osnet_x0_25",
+                   help="architecture to run, of either zoo (default osnet_x0_25; e.g. bot_r50 for fast-reid's)")
     p.set_defaults(handler=run_demo)
 
 
@@ -50,6 +53,8 @@ def _evaluation_options(p: argparse.ArgumentParser) -> None:
                    help="average query expansion, fast-reid's k 5, alpha 3 (not the published setting)")
     p.add_argument("--flip", action="store_true",
                    help="average each embedding with its mirror image's (not the published setting)")
+    p.add_argument("--trials", type=positive_int, metavar="N",
+                   help="vehicleid only: average over N seeded random galleries (default 10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -102,7 +107,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
     _check_evaluation_values(args)
     with _torchrun_group(args.device) as joined:
-        result = evaluate(args.name, args.dataset, args.data_root, distributed=joined, **_evaluation_kwargs(args))
+        result = evaluate(args.name, args.dataset, args.data_root, split=args.split, trials=args.trials,
+                          distributed=joined, **_evaluation_kwargs(args))
         if _is_first_rank(joined):  # under torchrun every rank has the result; rank 0 prints it
             print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
     return 0
@@ -114,7 +120,7 @@ def run_verify(args: argparse.Namespace) -> int:
     _check_evaluation_values(args)
     with _torchrun_group(args.device) as joined:
         rows = verify(args.names, args.datasets, data_root=args.data_root, tolerance=args.tolerance,
-                      distributed=joined, **_evaluation_kwargs(args))
+                      trials=args.trials, distributed=joined, **_evaluation_kwargs(args))
         first = _is_first_rank(joined)
     failed = sum(not r.passed for r in rows)
     if not first:  # under torchrun every rank has the same rows; rank 0 reports them
@@ -122,7 +128,7 @@ def run_verify(args: argparse.Namespace) -> int:
     print(markdown_table(rows))
     for row in rows:
         if row.error:
-            print(f"\n{row.checkpoint} on {row.dataset}: {row.error}")
+            print(f"\n{row.checkpoint} on {row.test_set}: {row.error}")
     if args.report_dir:
         for path in write_report(rows, args.report_dir):
             print(f"wrote {path}")

@@ -38,14 +38,33 @@ def run_list(args: argparse.Namespace) -> int:
     if not records:
         print("no model matches; run `modelzoo list` without arguments to see them all")
         return 0
-    print(table.plain(records))
-    if table.extra_rows(records):
-        print("\nMore checkpoints (cross-domain, MSMT17 combineall, ImageNet):")
-        print(table.extra_plain(records))
-    print("\n* trained from scratch   † includes the classifier (hacnn)   Rank-1 (mAP) in %\n"
-          "‡ no source believed live: the only host is dead (QMUL, 2019) and an archived copy is unverified; "
-          "see `modelzoo sources check`")
+    torchreid, fastreid = table.of_zoo(records, "torchreid"), table.of_zoo(records, "fastreid")
+    print("\n\n".join(part for part in (_torchreid_listing(torchreid), _fastreid_listing(fastreid)) if part))
     return 0
+
+
+def _torchreid_listing(records: list[manifest.ModelRecord]) -> str:
+    """torchreid's table, its extra checkpoints and legend; empty without records."""
+    if not records:
+        return ""
+    lines = ["torchreid", table.plain(records)]
+    if table.extra_rows(records):
+        lines += ["", "More checkpoints (cross-domain, MSMT17 combineall, ImageNet):", table.extra_plain(records)]
+    lines += ["", "* trained from scratch   † includes the classifier (hacnn)   Rank-1 (mAP) in %",
+              "§ no source believed live: the only host is dead (QMUL, 2019) and an archived copy is unverified; "
+              "see `modelzoo sources check`"]
+    return "\n".join(lines)
+
+
+def _fastreid_listing(records: list[manifest.ModelRecord]) -> str:
+    """fast-reid's table, its vehicle checkpoints and legend; empty without records."""
+    if not records:
+        return ""
+    lines = ["fast-reid", table.fastreid_plain(records)]
+    if table.vehicle_rows(records):
+        lines += ["", "Vehicle checkpoints:", table.vehicle_plain(records)]
+    lines += ["", "Rank-1 / mAP / mINP in %   ‡ published, weights never released   - not published"]
+    return "\n".join(lines)
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -73,9 +92,11 @@ def _cached_fingerprint(checkpoint: manifest.Checkpoint) -> str:
 def format_card(record: manifest.ModelRecord, only: str | None = None) -> str:
     """A human-readable card for one model (``only``: show just that checkpoint)."""
     counted = "including the classifiers" if record.params_counted == "total" else "without the classifier"
+    params = f"{table.params_cell(record)} M ({counted})" if record.params_m is not None else "not published"
     lines = [
         record.name + (f" (aliases: {', '.join(record.aliases)})" if record.aliases else ""),
-        f"  params      {table.params_cell(record)} M ({counted})",
+        f"  zoo         {record.zoo}",
+        f"  params      {params}",
         f"  loss        {record.loss}",
         f"  input       {record.input_size[0]}x{record.input_size[1]} (height x width), RGB, ImageNet mean/std",
         f"  feature     {record.feature_dim}-d embedding in eval mode",
@@ -83,20 +104,37 @@ def format_card(record: manifest.ModelRecord, only: str | None = None) -> str:
         "  checkpoints",
     ]
     for ckpt in record.checkpoints.values():
-        if only is not None and ckpt.key != only:
-            continue
-        results = ", ".join(f"{r.dataset}: R1 {r.rank1:.1f} mAP {r.mAP:.1f}" for r in ckpt.results) or "no re-ID results"
-        lines += [
-            f"    {ckpt.name}  (trained on {ckpt.trained_on}, {ckpt.num_classes} classes, {ckpt.distance} distance)",
-            f"      published  {results}",
-            f"      file       {ckpt.filename} ({ckpt.format}); sha256 {ckpt.sha256 or 'not published'}; "
-            f"size {ckpt.size or 'unknown'}",
-            f"      weights    fingerprint {ckpt.weights_sha256 or 'not pinned'}{_cached_fingerprint(ckpt)}",
-        ]
-        if not ckpt.believed_live:
-            lines.append("      warning    no source believed live: a download will most likely fail "
-                         "(`modelzoo sources check`, or `modelzoo import` a copy you have)")
-        lines += [f"      source     [{s.kind}, {s.describe_status()}] {s.url}" for s in ckpt.sources]
-        if ckpt.notes:
-            lines.append(f"      note       {ckpt.notes}")
+        if only is None or ckpt.key == only:
+            lines += _checkpoint_lines(record, ckpt)
+    if record.unreleased and only is None:
+        lines.append("  unreleased  " + _results_text(record.unreleased) + " (published; the weights never were)")
     return "\n".join(lines)
+
+
+def _results_text(results: tuple[manifest.Result, ...]) -> str:
+    return ", ".join(f"{r.test_set}: {table.describe_result(r)}" for r in results) or "no re-ID results"
+
+
+def _checkpoint_lines(record: manifest.ModelRecord, ckpt: manifest.Checkpoint) -> list[str]:
+    """The card's lines for one checkpoint: results, input when it differs, file and layout, builder, sources."""
+    pre = ckpt.preprocessing
+    layout = "" if ckpt.layout == "torchreid" else f", {ckpt.layout} layout" + "".join(
+        f", {key} {value}" for key, value in ckpt.layout_options.items())
+    lines = [
+        f"    {ckpt.name}  (trained on {ckpt.trained_on}, {ckpt.num_classes} classes, {ckpt.distance} distance)",
+        f"      published  {_results_text(ckpt.results)}",
+    ]
+    if pre.input_size != record.input_size or pre.interpolation != "bilinear":
+        lines.append(f"      input      {pre.input_size[0]}x{pre.input_size[1]}, {pre.interpolation} resize")
+    lines.append(f"      file       {ckpt.filename} ({ckpt.format}{layout}); sha256 {ckpt.sha256 or 'not published'}; "
+                 f"size {ckpt.size or 'unknown'}")
+    lines.append(f"      weights    fingerprint {ckpt.weights_sha256 or 'not pinned'}{_cached_fingerprint(ckpt)}")
+    if ckpt.builder_args:
+        lines.append("      builder    " + ", ".join(f"{key}={value}" for key, value in ckpt.builder_args.items()))
+    if not ckpt.believed_live:
+        lines.append("      warning    no source believed live: a download will most likely fail "
+                     "(`modelzoo sources check`, or `modelzoo import` a copy you have)")
+    lines += [f"      source     [{s.kind}, {s.describe_status()}] {s.url}" for s in ckpt.sources]
+    if ckpt.notes:
+        lines.append(f"      note       {ckpt.notes}")
+    return lines

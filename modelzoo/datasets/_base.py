@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Protocol, Union
 
 from modelzoo.errors import DatasetLayoutError
@@ -43,13 +44,17 @@ class ReIDSplit:
     """Query, gallery and train records of one dataset read from disk.
 
     Attributes:
-        name: canonical dataset name (``market1501``, ``dukemtmcreid``, ``msmt17``).
+        name: canonical dataset name (``market1501``, ``dukemtmcreid``, ``msmt17``, ...).
         root: the folder that holds the split folders (e.g. ``.../Market-1501-v15.09.15``).
-        query: query images, sorted by file name (MSMT17: in list-file order).
+        query: query images, sorted by file name (list-file datasets: in list-file order).
         gallery: gallery images, junk (pid -1) already dropped.
         train: training images with their original pids (empty when the
             training part is absent: evaluation does not need it).
         variant: the layout found, e.g. ``Market-1501-v15.09.15`` or ``MSMT17_V2``.
+        split: the test size (``small``, ``medium``, ``large``) of VehicleID
+            and VERI-Wild; None for a dataset with one test set.
+        trial: which random query/gallery draw this is (VehicleID); None
+            for a dataset whose gallery is fixed.
     """
 
     name: str
@@ -58,11 +63,15 @@ class ReIDSplit:
     gallery: tuple[ImageRecord, ...]
     train: tuple[ImageRecord, ...] = ()
     variant: str = ""
+    split: str | None = None
+    trial: int | None = None
 
     def describe(self) -> str:
         """One line summary: ``market1501 (Market-1501-v15.09.15): 3368 query, ...``."""
+        test = "".join(f", {label} {value}" for label, value in (("split", self.split), ("trial", self.trial))
+                       if value is not None)
         return (
-            f"{self.name} ({self.variant}) at {self.root}: "
+            f"{self.name} ({self.variant}{test}) at {self.root}: "
             f"{len(self.query)} query / {len(self.gallery)} gallery / "
             f"{len(self.train)} train images"
         )
@@ -119,12 +128,24 @@ class Located:
     notes: tuple[Advice, ...] = field(default=())
 
 
+Records = Mapping[str, tuple[ImageRecord, ...]]
+
+
 class DatasetReader(Protocol):
-    """What the doctor and :func:`read_dataset` need from a dataset reader."""
+    """What the doctor and :func:`read_dataset` need from a dataset reader.
+
+    ``splits`` are what the reader can read (folders or list files);
+    a *test set* is a query and a gallery built from some of them: one for
+    most datasets, one per size of ``test_sizes`` for VehicleID and VERI-Wild,
+    and a new random draw per trial where ``random_gallery`` (VehicleID).
+    """
 
     name: str
     display_name: str
     splits: tuple[str, ...]
+    required_splits: tuple[str, ...]  # without any of them, evaluation fails
+    test_sizes: tuple[str, ...]
+    random_gallery: bool
 
     def locate(self, data_root: PathLike) -> Located:
         """Find the dataset under ``data_root`` or raise ``DatasetLayoutError``."""
@@ -141,6 +162,34 @@ class DatasetReader(Protocol):
     def read_split(self, located: Located, split: str) -> tuple[ImageRecord, ...]:
         """Records of one split, or ``DatasetLayoutError`` when it is missing or malformed."""
         ...
+
+    def test_splits(self, size: str | None) -> tuple[str, ...]:
+        """The splits the test set of ``size`` is built from."""
+        ...
+
+    def query_and_gallery(
+        self, records: Records, size: str | None, trial: int
+    ) -> tuple[tuple[ImageRecord, ...], tuple[ImageRecord, ...]]:
+        """The query and gallery of one test set, from the records of its :meth:`test_splits`."""
+        ...
+
+
+class FixedTestSet:
+    """Reader defaults for a dataset with one test set: the ``query`` and ``gallery`` splits as they are."""
+
+    required_splits: tuple[str, ...] = REQUIRED_SPLITS
+    test_sizes: tuple[str, ...] = ()
+    random_gallery = False
+
+    def test_splits(self, size: str | None) -> tuple[str, ...]:
+        """``("query", "gallery")``."""
+        return REQUIRED_SPLITS
+
+    def query_and_gallery(
+        self, records: Records, size: str | None, trial: int
+    ) -> tuple[tuple[ImageRecord, ...], tuple[ImageRecord, ...]]:
+        """The ``query`` and ``gallery`` records."""
+        return records["query"], records["gallery"]
 
 
 def absolute(path: PathLike) -> Path:

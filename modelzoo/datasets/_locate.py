@@ -31,7 +31,8 @@ class LayoutSpec:
         display_name: name for messages (``Market-1501``).
         dataset_dir: torchreid's folder under the root (``market1501``).
         versioned_dirs: the folder(s) inside it that hold the data, in the order
-            torchreid tries them (``MSMT17_V1`` before ``MSMT17_V2``).
+            torchreid tries them (``MSMT17_V1`` before ``MSMT17_V2``); empty
+            when the dataset folder holds the data itself (fast-reid's vehicle datasets).
         markers: entries whose presence marks the folder that holds the data.
         image_dirs: folders full of images, never searched (they can hold 80k files).
         search_hint: a word (lower case) that a misplaced copy's path must contain
@@ -110,7 +111,7 @@ def search_below(spec: LayoutSpec, root: Path) -> Path | None:
 
 def misplaced_advice(spec: LayoutSpec, root: Path, found: Path) -> Advice:
     """Explain that the data sits at ``found`` and how to put it where torchreid looks."""
-    target = root / spec.dataset_dir / spec.versioned_dirs[0]
+    target = root / spec.dataset_dir / spec.versioned_dirs[0] if spec.versioned_dirs else root / spec.dataset_dir
     nested = _repeated_component(root, found)
     if nested is not None:
         inner = nested / nested.name

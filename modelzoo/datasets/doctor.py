@@ -21,7 +21,6 @@ from pathlib import Path
 from PIL import Image
 
 from modelzoo.datasets._base import (
-    REQUIRED_SPLITS,
     DatasetReader,
     ImageRecord,
     Located,
@@ -39,11 +38,22 @@ REAL_COUNTS: dict[str, dict[str, int]] = {
     "market1501": {"train": 12_936, "query": 3_368, "gallery": 15_913},
     "dukemtmcreid": {"train": 16_522, "query": 2_228, "gallery": 17_661},
     "msmt17": {"train": 32_621, "query": 11_659, "gallery": 82_161},
+    # fastreid-zoo facts, section 5 (no train count is given there)
+    "veri": {"query": 1_678, "gallery": 11_579},
+    "vehicleid": {"small": 6_493, "medium": 13_377, "large": 19_777},
+    "veriwild": {"small": 41_861, "medium": 69_389, "large": 138_517},
 }
 
-# MSMT17's 32,621 training images are list_train.txt and list_val.txt together.
-_COUNTED_TOGETHER: dict[str, dict[str, tuple[str, ...]]] = {"msmt17": {"train": ("train", "val")}}
-_COUNT_LABELS = {("msmt17", "train"): "train (list_train.txt + list_val.txt)"}
+# MSMT17's 32,621 training images are list_train.txt and list_val.txt together;
+# VERI-Wild's test sizes are counted as query and gallery together.
+_COUNTED_TOGETHER: dict[str, dict[str, tuple[str, ...]]] = {
+    "msmt17": {"train": ("train", "val")},
+    "veriwild": {size: (f"{size} query", f"{size} gallery") for size in ("small", "medium", "large")},
+}
+_COUNT_LABELS = {
+    ("msmt17", "train"): "train (list_train.txt + list_val.txt)",
+    **{("veriwild", size): f"{size} (query + gallery)" for size in ("small", "medium", "large")},
+}
 
 _VERSION_DESCRIPTIONS = {
     "MSMT17_V1": "V1, the original images, in train/ and test/",
@@ -81,7 +91,7 @@ def check_layout(
     """Check a dataset folder against the real dataset's layout and size.
 
     Args:
-        name: ``market1501``, ``dukemtmcreid`` or ``msmt17`` (or an alias).
+        name: a dataset of ``modelzoo.names.DATASET_NAMES`` (or an alias).
         data_root: the folder passed to :func:`modelzoo.datasets.read_dataset`.
         sample_per_split: images per split to decode with PIL (0 skips the check).
 
@@ -104,7 +114,8 @@ def check_layout(
     present, missing_findings = _missing_file_findings(records)
     findings += missing_findings
     findings += _decode_findings(present, sample_per_split)
-    findings += _query_match_findings(records)
+    for size in reader.test_sizes or (None,):
+        findings += _query_match_findings(reader, records, size)
     return findings
 
 
@@ -176,7 +187,7 @@ def _split_error_finding(
     reader: DatasetReader, located: Located, split: str, error: DatasetLayoutError
 ) -> Finding:
     advice = advice_of(error)
-    if split in REQUIRED_SPLITS or reader.has_split(located, split):
+    if split in reader.required_splits or reader.has_split(located, split):
         return Finding("error", advice.problem, advice.fix)
     # An absent training part does not stop evaluation; a broken one would
     # still be worth fixing, hence the has_split test above.
@@ -309,22 +320,28 @@ def image_problem(path: Path) -> str | None:
 # --------------------------------------------------------------------------- protocol
 
 
-def _query_match_findings(records: dict[str, tuple[ImageRecord, ...]]) -> list[Finding]:
-    """Check that queries have gallery matches from other cameras (else the protocol skips them)."""
-    if "query" not in records or "gallery" not in records:
+def _query_match_findings(
+    reader: DatasetReader, records: dict[str, tuple[ImageRecord, ...]], size: str | None
+) -> list[Finding]:
+    """Check that the queries of one test set have gallery matches from other cameras (else the protocol skips them).
+
+    A test set with a random gallery (VehicleID) is checked on its first trial.
+    """
+    if not all(split in records for split in reader.test_splits(size)):
         return []
+    query, gallery = reader.query_and_gallery(records, size, 0)
     cameras_of: dict[int, set[int]] = defaultdict(set)
-    for record in records["gallery"]:
+    for record in gallery:
         cameras_of[record.pid].add(record.camid)
-    query = records["query"]
     unmatched = sum(1 for record in query if not cameras_of[record.pid] - {record.camid})
+    which = f" of the {size} test set" if size is not None else ""
     if unmatched == 0:
-        return [Finding("ok", f"all {len(query):,} query images have gallery matches from other cameras")]
+        return [Finding("ok", f"all {len(query):,} query images{which} have gallery matches from other cameras")]
     if unmatched == len(query):
         return [
             Finding(
                 "error",
-                "no query image has a gallery image of its identity from another "
+                f"no query image{which} has a gallery image of its identity from another "
                 "camera: the evaluation protocol would skip every query.",
                 "query and gallery must come from the same copy of the dataset: "
                 "unpack both from the same archive.",
@@ -333,7 +350,7 @@ def _query_match_findings(records: dict[str, tuple[ImageRecord, ...]]) -> list[F
     return [
         Finding(
             "warning",
-            f"{unmatched:,} of {len(query):,} query images have no gallery image of "
+            f"{unmatched:,} of {len(query):,} query images{which} have no gallery image of "
             f"their identity from another camera; the evaluation protocol skips them.",
             "expected only for partial data: unpack the complete archive for "
             "numbers comparable with the published ones.",

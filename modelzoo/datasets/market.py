@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelzoo.datasets._base import SPLITS, Advice, ImageRecord, Located, PathLike, layout_error
+from modelzoo.datasets._base import SPLITS, Advice, FixedTestSet, ImageRecord, Located, PathLike, layout_error
 from modelzoo.datasets._locate import LayoutSpec, find_data_dir
 from modelzoo.errors import DatasetLayoutError
 
@@ -48,7 +49,10 @@ class MarketStyleConfig:
         max_pid: the largest valid pid, or None when the dataset sets no bound.
         example_name: a real file name, quoted in error messages.
         unversioned_note: problem and fix logged when the splits are not inside
-            the versioned folder (``{data_dir}`` is filled in).
+            the versioned folder (``{data_dir}`` is filled in); None for a
+            dataset without a versioned folder.
+        split_folders: split name -> folder name.
+        file_name: the pattern of a file name: pid, then the 1-based camera.
     """
 
     name: str
@@ -56,7 +60,9 @@ class MarketStyleConfig:
     num_cameras: int
     max_pid: int | None
     example_name: str
-    unversioned_note: Advice
+    unversioned_note: Advice | None
+    split_folders: Mapping[str, str] = field(default_factory=lambda: SPLIT_FOLDERS)
+    file_name: re.Pattern[str] = _FILE_NAME
 
 
 def _layout(display: str, dataset_dir: str, versioned: str, hint: str, advice: str) -> LayoutSpec:
@@ -117,8 +123,8 @@ DUKEMTMCREID = MarketStyleConfig(
 )
 
 
-class MarketStyleReader:
-    """Reads one Market-1501-style dataset; see :data:`MARKET1501`, :data:`DUKEMTMCREID`."""
+class MarketStyleReader(FixedTestSet):
+    """Reads one Market-1501-style dataset; see :data:`MARKET1501`, :data:`DUKEMTMCREID` (and VeRi-776)."""
 
     splits: tuple[str, ...] = SPLITS
 
@@ -141,10 +147,12 @@ class MarketStyleReader:
             DatasetLayoutError: not found, or nested where torchreid would not look.
         """
         data_dir = find_data_dir(self.config.layout, data_root)
+        template = self.config.unversioned_note
+        if template is None:
+            return Located(self.name, data_dir, self.display_name)
         versioned = self.config.layout.versioned_dirs[0]
         if data_dir.name == versioned:
             return Located(self.name, data_dir, versioned)
-        template = self.config.unversioned_note
         note = Advice(
             template.problem.format(data_dir=data_dir), template.fix.format(data_dir=data_dir)
         )
@@ -156,9 +164,9 @@ class MarketStyleReader:
 
     def split_folder(self, located: Located, split: str) -> Path:
         """The folder holding the images of ``split``."""
-        if split not in SPLIT_FOLDERS:
+        if split not in self.config.split_folders:
             raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-        return located.data_dir / SPLIT_FOLDERS[split]
+        return located.data_dir / self.config.split_folders[split]
 
     def has_split(self, located: Located, split: str) -> bool:
         """True when the split's folder exists."""
@@ -177,7 +185,7 @@ class MarketStyleReader:
             raise layout_error(
                 f"missing folder {folder} (the {split} split of {self.display_name}); "
                 f"{located.data_dir} holds: {present or 'no folders'}.",
-                f"{', '.join(SPLIT_FOLDERS.values())} belong side by side in "
+                f"{', '.join(self.config.split_folders.values())} belong side by side in "
                 f"{located.data_dir}: unpack the complete archive there.",
             )
         return read_image_folder(self.config, folder)
@@ -188,9 +196,9 @@ class MarketStyleReader:
         return sum(1 for name in _jpg_names(folder) if name.startswith(f"{JUNK_PID}_"))
 
 
-def parse_file_name(file_name: str) -> tuple[int, int] | None:
-    """``(pid, 1-based camera)`` of a file name, or None when it does not match ``<pid>_c<cam>``."""
-    match = _FILE_NAME.match(file_name)
+def parse_file_name(file_name: str, pattern: re.Pattern[str] = _FILE_NAME) -> tuple[int, int] | None:
+    """``(pid, 1-based camera)`` of a file name, or None when it does not match ``<pid>_c<cam>`` (or ``pattern``)."""
+    match = pattern.match(file_name)
     if match is None:
         return None
     return int(match.group(1)), int(match.group(2))
@@ -213,7 +221,7 @@ def read_image_folder(config: MarketStyleConfig, folder: Path) -> tuple[ImageRec
     records: list[ImageRecord] = []
     problems: list[str] = []
     for name in names:
-        parsed = parse_file_name(name)
+        parsed = parse_file_name(name, config.file_name)
         problem = _name_problem(config, name, parsed)
         if problem is not None:
             problems.append(problem)

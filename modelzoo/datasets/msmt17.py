@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelzoo.datasets._base import Advice, ImageRecord, Located, PathLike, layout_error
+from modelzoo.datasets._base import Advice, FixedTestSet, ImageRecord, Located, PathLike, layout_error
+from modelzoo.datasets._lists import parse_list_file
 from modelzoo.datasets._locate import LayoutSpec, find_data_dir
 from modelzoo.errors import DatasetLayoutError
 
@@ -35,7 +36,6 @@ LIST_FILES = {
 }
 
 _USES_TEST_FOLDER = frozenset({"query", "gallery"})
-_MAX_EXAMPLES = 5
 _EXAMPLE_LINE = "0000/0000_000_01_0303morning_0015_0.jpg 0"
 
 _IMAGE_DIRS = frozenset(folder for pair in VERSIONS.values() for folder in pair)
@@ -59,7 +59,7 @@ LAYOUT = LayoutSpec(
 )
 
 
-class MSMT17Reader:
+class MSMT17Reader(FixedTestSet):
     """Reads MSMT17_V1 or MSMT17_V2 from its list files."""
 
     name = "msmt17"
@@ -176,27 +176,8 @@ def read_list_file(list_path: Path, image_folder: Path) -> tuple[ImageRecord, ..
         DatasetLayoutError: the file holds malformed lines (first few quoted
             with their line numbers) or no line at all.
     """
-    records: list[ImageRecord] = []
-    problems: list[str] = []
-    with open(list_path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue  # a trailing blank line is harmless
-            try:
-                relative, pid, camera = parse_list_line(line)
-            except ValueError as error:
-                problems.append(f"line {number}: {error}: {line.rstrip()!r}")
-                continue
-            records.append(ImageRecord(image_folder / relative, pid, camera - 1))
-    if problems:
-        raise _malformed_list_error(list_path, problems)
-    if not records:
-        raise layout_error(
-            f"{list_path} lists no images.",
-            f"each line should read like '{_EXAMPLE_LINE}': restore the list "
-            f"files of the original archive.",
-        )
-    return tuple(records)
+    entries = parse_list_file(list_path, parse_list_line, _EXAMPLE_LINE)
+    return tuple(ImageRecord(image_folder / relative, pid, camera - 1) for relative, pid, camera in entries)
 
 
 def _has_any(data_dir: Path, folders: tuple[str, ...]) -> bool:
@@ -246,15 +227,4 @@ def _missing_folder_error(located: Located, folder: Path, split: str) -> Dataset
         f"{located.data_dir} holds: {', '.join(present) or 'no folders'}.",
         f"MSMT17_V1 keeps images in train/ and test/, MSMT17_V2 in mask_train_v2/ "
         f"and mask_test_v2/: unpack the complete archive in {located.data_dir}.",
-    )
-
-
-def _malformed_list_error(list_path: Path, problems: list[str]) -> DatasetLayoutError:
-    shown = "".join(f"\n  - {problem}" for problem in problems[:_MAX_EXAMPLES])
-    more = len(problems) - _MAX_EXAMPLES
-    tail = f"\n  ... and {more} more" if more > 0 else ""
-    return layout_error(
-        f"{len(problems)} malformed line(s) in {list_path}:{shown}{tail}",
-        f"each line should read like '{_EXAMPLE_LINE}': fix or remove these lines, "
-        f"or restore the file from the original archive.",
     )

@@ -1,4 +1,9 @@
-"""``evaluate()``: a model on a dataset's query/gallery split, under the Market-1501 protocol."""
+"""``evaluate()``: a model on a dataset's query/gallery split, under the Market-1501 protocol.
+
+VehicleID and VERI-Wild are evaluated at one test size (``split=``); VehicleID's
+random gallery is drawn ``trials`` times (seeded) and the metrics averaged,
+with one feature extraction for all the trials.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +48,12 @@ class EvaluationResult:
     num_valid_queries: int
     timings: dict[str, float] = field(default_factory=dict)  # seconds
     settings: dict[str, Any] = field(default_factory=dict)
+    split: str | None = None  # the test size of VehicleID / VERI-Wild
+
+    @property
+    def test_set(self) -> str:
+        """The test dataset, with its split: ``"market1501"``, ``"vehicleid (small)"``."""
+        return self.dataset if self.split is None else f"{self.dataset} ({self.split})"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
@@ -52,7 +63,7 @@ class EvaluationResult:
         """A few lines for a terminal."""
         ranks = "  ".join(f"R{k} {getattr(self, f'rank{k}'):.1f}" for k in REPORTED_RANKS)
         return (
-            f"{self.checkpoint or self.model} on {self.dataset}: {ranks}  mAP {self.mAP:.1f}  mINP {self.mINP:.1f}\n"
+            f"{self.checkpoint or self.model} on {self.test_set}: {ranks}  mAP {self.mAP:.1f}  mINP {self.mINP:.1f}\n"
             f"  {self.num_query} queries ({self.num_valid_queries} valid), {self.num_gallery} gallery images; "
             f"features {self.timings.get('features', 0):.1f} s, ranking {self.timings.get('ranking', 0):.1f} s"
         )
@@ -63,6 +74,8 @@ def evaluate(
     dataset: str,
     data_root: str | Path,
     *,
+    split: str | None = None,
+    trials: int | None = None,
     device: str | torch.device | None = None,
     batch_size: int = 64,
     num_workers: int | None = None,
@@ -85,8 +98,14 @@ def evaluate(
         model_or_name: a model from ``modelzoo.get`` / ``build``, or a name:
             ``"osnet_x1_0"`` takes the checkpoint trained on ``dataset``,
             ``"osnet_ibn_x1_0.market1501"`` a given one (cross-domain).
-        dataset: ``market1501``, ``dukemtmcreid`` or ``msmt17`` (short names work).
-        data_root: torchreid's data folder, or the dataset's own folder.
+        dataset: ``market1501``, ``dukemtmcreid``, ``msmt17``, ``veri``,
+            ``vehicleid`` or ``veriwild`` (short names work).
+        data_root: torchreid's (or fast-reid's) data folder, or the dataset's own folder.
+        split: the test size of ``vehicleid`` and ``veriwild``: ``small``,
+            ``medium`` or ``large`` (required there, refused elsewhere).
+        trials: how many seeded random galleries of ``vehicleid`` to average
+            over (default 10; trial t is drawn with seed t); refused elsewhere.
+            fast-reid's own code draws one unseeded gallery per run.
         device: where features are computed (None: CUDA when available).
         batch_size, num_workers: feature extraction batching and decoding workers.
         rerank: apply k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3), straight
@@ -110,51 +129,51 @@ def evaluate(
             and fetched from (as ``modelzoo.get``).
 
     Raises:
-        UnknownDatasetError: an unknown dataset.
+        UnknownDatasetError: an unknown dataset, or a split or trials it does not have.
         DistributedError: ``distributed=True`` without a process group, or a
             rank failed.
 
     With ``rerank`` or ``aqe`` on a CUDA device, their matrix products run on that GPU.
     """
     from modelzoo import datasets
+    from modelzoo.evaluation.trials import average_rankings, per_trial
     from modelzoo.inference.distributed import active_group, group_size, rank_device
 
     dataset = canonical_dataset(dataset)
+    datasets.planned_trials(dataset, split=split, trials=trials)  # refuse a split or trials before any download
     group = active_group(distributed, process_group)
     device = rank_device(device)
     model = _resolve_model(model_or_name, dataset, device, progress, dict(cache_dir=cache_dir, mirrors=mirrors,
                                                                          offline=offline))
     info = model_info(model)
     metric = metric or (info.distance if info is not None else "euclidean")
-    split = datasets.read_dataset(dataset, data_root)
+    test_sets = datasets.read_trials(dataset, data_root, split=split, trials=trials)
     started = time.perf_counter()
-    query, gallery = _features(model, split, group, device, batch_size, num_workers, precision, progress, flip)
+    paths, features = _features(model, test_sets, group, device, batch_size, num_workers, precision, progress, flip)
     extracted = time.perf_counter()
-    ranking = _rank(query, gallery, split, metric, max_rank, rerank, aqe, device)
+    rankings = [_rank(*_query_and_gallery(paths, features, test_set), test_set, metric, max_rank, rerank, aqe, device)
+                for test_set in test_sets]
     finished = time.perf_counter()
-    return _result(
-        info,
-        type(model).__name__,
-        dataset,
-        split,
-        ranking,
-        timings={"features": extracted - started, "ranking": finished - extracted},
-        settings={
-            "metric": metric,
-            "rerank": rerank,
-            "aqe": aqe,
-            "flip": flip,
-            "max_rank": max_rank,
-            "batch_size": batch_size,
-            "precision": precision,
-            "device": str(device),
-            "processes": group_size(group),
-            "data_root": str(split.root),
-            "dataset_variant": getattr(split, "variant", dataset),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
-    )
+    first = test_sets[0]
+    settings = {
+        "metric": metric,
+        "rerank": rerank,
+        "aqe": aqe,
+        "flip": flip,
+        "max_rank": max_rank,
+        "batch_size": batch_size,
+        "precision": precision,
+        "device": str(device),
+        "processes": group_size(group),
+        "data_root": str(first.root),
+        "dataset_variant": getattr(first, "variant", dataset),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    if first.trial is not None:  # a random gallery: the trials, their seeds and each one's metrics
+        settings.update(trials=len(test_sets), trial_seeds=[t.trial for t in test_sets], per_trial=per_trial(rankings))
+    return _result(info, type(model).__name__, dataset, first, average_rankings(rankings),
+                   timings={"features": extracted - started, "ranking": finished - extracted}, settings=settings)
 
 
 def _resolve_model(
@@ -179,23 +198,42 @@ def _resolve_model(
     return get(name, device=device, progress=progress, **fetching)
 
 
-def _features(model, split, group, device, batch_size, num_workers, precision, progress, flip):
-    """Query and gallery features from one extraction pass (one BatchNorm fold, one loader).
+def _features(model, test_sets, group, device, batch_size, num_workers, precision, progress, flip):
+    """Every image of the test sets (each once, in order) and its features, from one extraction pass.
 
-    In a process group the images are split across the ranks and every rank
-    gets all the features, in order (:mod:`modelzoo.inference.distributed`).
+    One BatchNorm fold and one loader for query and gallery, and for every
+    trial of a random gallery (the same images, partitioned anew).  In a
+    process group the images are split across the ranks and every rank gets
+    all the features, in order (:mod:`modelzoo.inference.distributed`).
     """
     from modelzoo.inference.distributed import extract_features_distributed
     from modelzoo.inference.features import extract_features
 
-    paths = [r.path for r in split.query] + [r.path for r in split.gallery]
+    records = [r for test_set in test_sets for r in (*test_set.query, *test_set.gallery)]
+    paths = {path: index for index, path in enumerate(dict.fromkeys(r.path for r in records))}
     options = dict(batch_size=batch_size, num_workers=num_workers, device=device, precision=precision,
                    flip=flip, progress=progress, description="query + gallery")
     if group is None:
-        features = extract_features(model, paths, **options)
+        features = extract_features(model, list(paths), **options)
     else:
-        features = extract_features_distributed(model, paths, process_group=group, **options)
-    return features[: len(split.query)], features[len(split.query):]
+        features = extract_features_distributed(model, list(paths), process_group=group, **options)
+    return paths, features
+
+
+def _query_and_gallery(paths: dict, features: torch.Tensor, test_set) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows of ``features`` of one test set's query and gallery images.
+
+    A run of consecutive rows (a fixed gallery: query, then gallery) is a
+    view, never a copy: MSMT17's features alone are 0.8 GB.
+    """
+    def rows(records) -> torch.Tensor:
+        indices = [paths[r.path] for r in records]
+        start = indices[0] if indices else 0
+        if indices == list(range(start, start + len(indices))):
+            return features[start:start + len(indices)]
+        return features[torch.tensor(indices, dtype=torch.long)]
+
+    return rows(test_set.query), rows(test_set.gallery)
 
 
 def _ids(records) -> tuple[np.ndarray, np.ndarray]:
@@ -244,4 +282,5 @@ def _result(info: ModelInfo | None, class_name: str, dataset: str, split, rankin
         num_valid_queries=int(ranking.num_valid_queries),
         timings=timings,
         settings=settings,
+        split=split.split,
     )

@@ -1,9 +1,11 @@
 """``verify``: evaluate zoo checkpoints and compare them with the published numbers.
 
-A row passes when both Rank-1 and mAP are within ``tolerance`` percentage
-points of the manifest.  The report is written as ``report.json`` (versions,
-device, timings, settings, per-metric results), ``report.md`` and, when
-matplotlib is installed, ``cmc.png``.
+A row is one published result: a checkpoint on one test dataset (and split,
+for VehicleID and VERI-Wild).  It passes when every metric the manifest
+publishes for it -- Rank-1, and mAP, mINP and Rank-5 where published -- is
+within ``tolerance`` percentage points of the measured one.  The report is
+written as ``report.json`` (versions, device, timings, settings, per-metric
+results), ``report.md`` and, when matplotlib is installed, ``cmc.png``.
 """
 
 from __future__ import annotations
@@ -34,48 +36,81 @@ from modelzoo.names import canonical_dataset
 logger = logging.getLogger(__name__)
 
 
+#: The metrics a row compares when the manifest publishes them, and their labels.
+COMPARED_METRICS = {"rank1": "R1", "mAP": "mAP", "mINP": "mINP", "rank5": "R5"}
+
+
 @dataclass(frozen=True)
 class VerificationRow:
-    """One checkpoint on one test dataset: published against measured."""
+    """One checkpoint on one test dataset (and split): published against measured."""
 
     checkpoint: str  # "name.key"
     dataset: str
     published_rank1: float
-    published_mAP: float
+    published_mAP: float | None  # None where unpublished (VehicleID): not compared
     tolerance: float
     measured: Any = None  # EvaluationResult, or None when evaluation failed
     error: str | None = None
+    split: str | None = None  # the test size of VehicleID / VERI-Wild
+    published_mINP: float | None = None
+    published_rank5: float | None = None
+
+    @property
+    def test_set(self) -> str:
+        """The test dataset, with its split: ``"market1501"``, ``"vehicleid (small)"``."""
+        return self.dataset if self.split is None else f"{self.dataset} ({self.split})"
+
+    @property
+    def published(self) -> dict[str, float]:
+        """The published metrics this row compares, by name (``rank1`` first)."""
+        values = {"rank1": self.published_rank1, "mAP": self.published_mAP, "mINP": self.published_mINP,
+                  "rank5": self.published_rank5}
+        return {name: value for name, value in values.items() if value is not None}
+
+    def difference(self, metric: str) -> float | None:
+        """Measured minus published ``metric``, in points; None when not measured or not published."""
+        published = self.published.get(metric)
+        if self.measured is None or published is None:
+            return None
+        return float(getattr(self.measured, metric)) - published
 
     @property
     def diff_rank1(self) -> float | None:
         """Measured minus published Rank-1, in percentage points."""
-        return None if self.measured is None else self.measured.rank1 - self.published_rank1
+        return self.difference("rank1")
 
     @property
     def diff_mAP(self) -> float | None:  # noqa: N802
-        """Measured minus published mAP, in percentage points."""
-        return None if self.measured is None else self.measured.mAP - self.published_mAP
+        """Measured minus published mAP, in percentage points (None where unpublished)."""
+        return self.difference("mAP")
 
     @property
     def passed(self) -> bool:
-        """Both differences within the tolerance."""
-        rank1, mAP = self.diff_rank1, self.diff_mAP  # noqa: N806
-        if rank1 is None or mAP is None:
+        """Measured, and every published metric within the tolerance."""
+        if self.measured is None:
             return False
-        return abs(rank1) <= self.tolerance and abs(mAP) <= self.tolerance
+        return all(abs(self.difference(metric) or 0.0) <= self.tolerance for metric in self.published)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for report.json."""
+        """Plain data for report.json: the published metrics, and the difference of each."""
         return {
             "checkpoint": self.checkpoint,
             "dataset": self.dataset,
-            "published": {"rank1": self.published_rank1, "mAP": self.published_mAP},
+            "split": self.split,
+            "published": self.published,
             "measured": None if self.measured is None else self.measured.to_dict(),
-            "difference": {"rank1": self.diff_rank1, "mAP": self.diff_mAP},
+            "difference": {metric: self.difference(metric) for metric in self.published},
             "tolerance": self.tolerance,
             "passed": self.passed,
             "error": self.error,
         }
+
+
+def row_for(checkpoint: manifest.Checkpoint, result: manifest.Result, tolerance: float) -> VerificationRow:
+    """The unmeasured row comparing ``checkpoint`` with its published ``result``."""
+    return VerificationRow(checkpoint=checkpoint.name, dataset=result.dataset, split=result.split,
+                           published_rank1=result.rank1, published_mAP=result.mAP, published_mINP=result.mINP,
+                           published_rank5=result.rank5, tolerance=tolerance)
 
 
 def planned_rows(
@@ -115,6 +150,7 @@ def verify(
     *,
     data_root: str | Path,
     tolerance: float = 0.5,
+    trials: int | None = None,
     distributed: bool = False,
     process_group: ProcessGroup | None = None,
     **evaluate_kwargs: Any,
@@ -127,23 +163,40 @@ def verify(
     the images of each split across the ranks, and every rank returns the
     same rows (see :func:`_measure`).
 
+    Args:
+        names, datasets: what to verify (see :func:`planned_rows`).
+        data_root: the folder holding the datasets.
+        tolerance: allowed |measured - published|, in points, for every published metric.
+        trials: random galleries averaged for the rows of a dataset that draws
+            its gallery at random (VehicleID; default 10).
+        distributed, process_group: as ``modelzoo.evaluate``.
+        **evaluate_kwargs: passed to ``modelzoo.evaluate``.
+
     Raises:
-        ModelZooError: nothing to verify.
+        ModelZooError: nothing to verify, or ``trials`` and no planned row draws its gallery at random.
         ValueError: a tolerance that is not a finite number >= 0.
     """
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not math.isfinite(tolerance) \
             or tolerance < 0:
         raise ValueError(f"tolerance must be a finite number of points >= 0, got {tolerance!r}")
+    from modelzoo.datasets import has_random_gallery
+
     pairs = planned_rows(names, datasets)
     if not pairs:
         raise ModelZooError("nothing to verify: no published result matches those names and datasets")
+    drawn = {result.dataset for _, result in pairs if has_random_gallery(result.dataset)}
+    if trials is not None and not drawn:
+        raise ModelZooError("trials apply to the rows of a dataset whose gallery is drawn at random (vehicleid); "
+                            "no planned row is one: leave trials out")
     group = active_group(distributed, process_group)
     rows = []
     for checkpoint, result in pairs:
-        row = VerificationRow(checkpoint=checkpoint.name, dataset=result.dataset, published_rank1=result.rank1,
-                              published_mAP=result.mAP, tolerance=tolerance)
+        row = row_for(checkpoint, result, tolerance)
+        options = {**evaluate_kwargs, "split": result.split}
+        if result.dataset in drawn:
+            options["trials"] = trials
         try:
-            measured = _measure(checkpoint.name, result.dataset, data_root, group, evaluate_kwargs)
+            measured = _measure(checkpoint.name, result.dataset, data_root, group, options)
         except ModelZooError as exc:
             logger.error("%s on %s: %s", checkpoint.name, result.dataset, exc)
             rows.append(dataclasses.replace(row, error=str(exc)))
@@ -170,7 +223,7 @@ def _measure(checkpoint: str, dataset: str, data_root: str | Path, group: Proces
     try:
         progress = evaluate_kwargs.get("progress", True) and is_main_process(group)
         model = get(checkpoint, device=device, progress=progress, **fetching)
-        datasets.read_dataset(dataset, data_root)
+        datasets.read_dataset(dataset, data_root, split=evaluate_kwargs.get("split"))
     except ModelZooError as exc:
         failure = exc
     agree_on_failures(failure, group)
@@ -185,20 +238,24 @@ def _cell(value: float | None, signed: bool = False) -> str:
 
 
 def markdown_table(rows: Sequence[VerificationRow]) -> str:
-    """Published, measured and difference per row, with pass/fail."""
-    lines = [
-        "| Checkpoint | Test dataset | Published R1 | Measured R1 | Δ R1 | Published mAP | Measured mAP | Δ mAP | Result |",
-        "| :--- | :--- | ---: | ---: | ---: | ---: | ---: | ---: | :---: |",
-    ]
+    """Published, measured and difference of Rank-1, mAP and mINP per row (and Rank-5 where a row publishes it).
+
+    mINP is measured for every row, and compared where published.
+    """
+    metrics = ["rank1", "mAP", "mINP"] + (["rank5"] if any("rank5" in row.published for row in rows) else [])
+    header = ["Checkpoint", "Test dataset"]
+    for metric in metrics:
+        label = COMPARED_METRICS[metric]
+        header += [f"Published {label}", f"Measured {label}", f"Δ {label}"]
+    lines = ["| " + " | ".join(header + ["Result"]) + " |",
+             "| :--- | :--- | " + " | ".join("---:" for _ in header[2:]) + " | :---: |"]
     for row in rows:
-        measured = row.measured
         verdict = "pass" if row.passed else ("error" if row.error else "FAIL")
-        lines.append(
-            f"| {row.checkpoint} | {row.dataset} | {row.published_rank1:.1f} | "
-            f"{_cell(measured.rank1 if measured else None)} | {_cell(row.diff_rank1, True)} | "
-            f"{row.published_mAP:.1f} | {_cell(measured.mAP if measured else None)} | "
-            f"{_cell(row.diff_mAP, True)} | {verdict} |"
-        )
+        cells = [row.checkpoint, row.test_set]
+        for metric in metrics:
+            measured = getattr(row.measured, metric) if row.measured is not None else None
+            cells += [_cell(row.published.get(metric)), _cell(measured), _cell(row.difference(metric), True)]
+        lines.append("| " + " | ".join(cells + [verdict]) + " |")
     return "\n".join(lines)
 
 
@@ -242,11 +299,12 @@ def _markdown_report(rows: Sequence[VerificationRow], env: dict[str, Any], note:
     parts += [markdown_table(rows), ""]
     for row in rows:
         if row.error:
-            parts.append(f"- **{row.checkpoint} on {row.dataset}**: {row.error}")
+            parts.append(f"- **{row.checkpoint} on {row.test_set}**: {row.error}")
         elif row.measured is not None:
             m = row.measured
+            trials = f"mean of {m.settings['trials']} seeded trials; " if "trials" in m.settings else ""
             parts.append(
-                f"- **{row.checkpoint} on {row.dataset}**: R5 {m.rank5:.1f}, R10 {m.rank10:.1f}, "
+                f"- **{row.checkpoint} on {row.test_set}**: {trials}R5 {m.rank5:.1f}, R10 {m.rank10:.1f}, "
                 f"R20 {m.rank20:.1f}, mINP {m.mINP:.1f}; {m.num_query} queries ({m.num_valid_queries} valid), "
                 f"{m.num_gallery} gallery; features {m.timings['features']:.1f} s, ranking "
                 f"{m.timings['ranking']:.2f} s; settings {json.dumps(m.settings)}"
@@ -268,7 +326,7 @@ def _plot_cmc(rows: Sequence[VerificationRow], path: Path) -> Path | None:
     for row in rows:
         if row.measured is not None:
             cmc = row.measured.cmc
-            axes.plot(range(1, len(cmc) + 1), cmc, label=f"{row.checkpoint} → {row.dataset}")
+            axes.plot(range(1, len(cmc) + 1), cmc, label=f"{row.checkpoint} → {row.test_set}")
     axes.set_xlabel("rank")
     axes.set_ylabel("matching rate (%)")
     axes.set_title("CMC")

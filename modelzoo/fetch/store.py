@@ -350,7 +350,7 @@ class CheckpointStore:
                 weights_name, weights_sha = weights.name, sha256_file(weights)
             else:
                 weights, weights_name, weights_sha = served.path, self._bare_name(served.name_hint), info.sha256
-            content = read_checkpoint(weights, name=label)
+            content = self._read(weights, label)
             if check is not None:
                 check(self.checkpoint, content.state_dict)
             fingerprint = weights_fingerprint(content.state_dict)
@@ -486,6 +486,10 @@ class CheckpointStore:
 
     # -- reading ---------------------------------------------------------------
 
+    def _read(self, weights: Path, label: str | None = None) -> CheckpointContent:
+        """The weights file's content, read with the checkpoint's layout (torchreid's, fast-reid's, ...)."""
+        return read_checkpoint(weights, self.checkpoint.layout, name=label, **self.checkpoint.reader_options)
+
     def load(self) -> LoadedCheckpoint | None:
         """The cached checkpoint's state dict; None when it is not cached.
 
@@ -506,7 +510,7 @@ class CheckpointStore:
         copied = _copies.read_copy(path, record)
         if copied is not None:
             return LoadedCheckpoint(path, copied)
-        content = read_checkpoint(path)
+        content = self._read(path)
         try:
             with self.locked():
                 if (fresh := self.read_record()) is not None and fresh.sha256 == record.sha256:
@@ -552,7 +556,7 @@ class CheckpointStore:
         if digest != record.sha256:
             return VerifyResult(record.name, path, False, f"SHA-256 {digest[:16]}... differs from the recorded "
                                 f"{record.sha256[:16]}... (damaged); {again}")
-        if record.fingerprint and weights_fingerprint(read_checkpoint(path).state_dict) != record.fingerprint:
+        if record.fingerprint and weights_fingerprint(self._read(path).state_dict) != record.fingerprint:
             return VerifyResult(record.name, path, False, f"the weights no longer have their recorded fingerprint "
                                 f"{record.fingerprint[:16]}...; {again}")
         repaired = ""

@@ -47,7 +47,23 @@ def _torchreid(obj: Any, name: str, options: Mapping[str, Any]) -> CheckpointCon
     return CheckpointContent(torchreid.torchreid_state_dict(obj, name), torchreid.training_record(obj))
 
 
-LAYOUTS: dict[str, LayoutReader] = {"torchreid": _torchreid}
+FASTREID_OPTIONS = ("era", "pixel_mean", "pixel_std")
+
+
+def _fastreid(obj: Any, name: str, options: Mapping[str, Any]) -> CheckpointContent:
+    """fast-reid's ``{"model": ...}`` in the keys of our networks (options: ``era``, ``pixel_mean``, ``pixel_std``)."""
+    from modelzoo.formats.fastreid import read_fastreid_state_dict
+
+    unknown = sorted(set(options) - set(FASTREID_OPTIONS))
+    if unknown or "era" not in options:
+        raise TypeError(f"the fastreid layout takes era= and optionally pixel_mean=, pixel_std=; got {sorted(options)}")
+    try:
+        return CheckpointContent(read_fastreid_state_dict(obj, **options))
+    except CheckpointFormatError as exc:
+        raise CheckpointFormatError(f"{name}: {exc}") from exc
+
+
+LAYOUTS: dict[str, LayoutReader] = {"torchreid": _torchreid, "fastreid": _fastreid}
 
 
 def read_checkpoint(path: str | os.PathLike, layout: str = "torchreid", *, name: str | None = None,

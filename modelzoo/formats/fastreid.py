@@ -54,6 +54,14 @@ RENAME_RULES: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {
     "1.4.0": (),
 }
 
+#: The inverse of :data:`RENAME_RULES`: our key -> the era's file key (what fast-reid wrote).
+FILE_KEY_RULES: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {
+    "0.1.1": ((re.compile(r"^heads\.bottleneck\.0\."), "heads.bnneck."),
+              (re.compile(r"^(heads|b\d+_head)\.weight$"), r"\1.classifier.weight")),
+    "1.0": ((re.compile(r"^(heads|b\d+_head)\.weight$"), r"\1.classifier.weight"),),
+    "1.4.0": (),
+}
+
 #: Keys that name one tensor in the era's network: v0.1.1 MGN shares one GeM among its 8 branches.
 SHARED_TENSORS: dict[str, tuple[tuple[str, ...], ...]] = {
     "0.1.1": (tuple(f"{branch}_pool.0.p" for branch in ("b1", "b2", "b21", "b22", "b3", "b31", "b32", "b33")),),
@@ -81,6 +89,18 @@ def rename_key(key: str, era: str) -> str:
     """
     key = key.removeprefix(MODULE_PREFIX)
     for pattern, replacement in RENAME_RULES[check_era(era)]:
+        if pattern.match(key):
+            return pattern.sub(replacement, key)
+    return key
+
+
+def file_key(key: str, era: str) -> str:
+    """The key an ``era`` file stores our ``key`` under (the inverse of :func:`rename_key`).
+
+    Raises:
+        ValueError: an unknown era.
+    """
+    for pattern, replacement in FILE_KEY_RULES[check_era(era)]:
         if pattern.match(key):
             return pattern.sub(replacement, key)
     return key

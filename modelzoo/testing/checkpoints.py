@@ -14,8 +14,10 @@ Vintages (torchreid-zoo-facts.md 0.4, 1.4-1.6):
                      needs ``encoding='latin1'`` (#3, #43, #231)
 
 Also: QMUL-style zips (one folder holding ``<stem>_xent.pth.tar`` and a
-training log), and files named and shaped as a manifest entry declares (a
-folder of them is a valid ``MODELZOO_MIRROR``).  Every file written here is
+training log); fast-reid's files (``{"model": state_dict, "iteration": N}``
+with the era's key names and the ``pixel_mean`` / ``pixel_std`` buffers,
+:func:`write_fastreid_checkpoint`); and files named and shaped as a manifest
+entry declares, in its layout (a folder of them is a valid ``MODELZOO_MIRROR``).  Every file written here is
 benign; the malicious pickles and zips the security tests need live in the
 test suite only.
 """
@@ -28,11 +30,13 @@ import pickle
 import struct
 import types
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from modelzoo.formats.fastreid import FASTREID_PIXEL_MEAN, FASTREID_PIXEL_STD, file_key
 
 VINTAGES = ("torchreid-dict", "bare", "module-prefixed", "legacy", "py2")
 PY2_NOTE = "entra\xeenement sur Market-1501 (r\xe9sum\xe9)"  # latin1, not valid UTF-8 once encoded
@@ -147,6 +151,41 @@ def write_checkpoint(
     return path
 
 
+def fastreid_object(
+    state_dict: Mapping[str, torch.Tensor],
+    era: str,
+    pixel_mean: Sequence[float] = FASTREID_PIXEL_MEAN,
+    pixel_std: Sequence[float] = FASTREID_PIXEL_STD,
+) -> dict:
+    """What a fast-reid file of ``era`` holds for our ``state_dict``: ``{"model": ..., "iteration": ...}``.
+
+    The keys are the era's (the inverse of ``modelzoo.formats.fastreid``'s
+    rename table), preceded by the in-model normalisation buffers (float32,
+    shape (1, 3, 1, 1)), as fast-reid's ``Baseline`` registers them first.
+    Tensors that are one tensor in ``state_dict`` stay one tensor (MGN's
+    shared GeM).  What else the release files hold is unknown (facts 7):
+    ``iteration`` is what fast-reid's trainer saves beside the model.
+    """
+    pixels = {name: torch.tensor(values, dtype=torch.float32).view(1, 3, 1, 1)
+              for name, values in (("pixel_mean", pixel_mean), ("pixel_std", pixel_std))}
+    model = {**pixels, **{file_key(key, era): value for key, value in state_dict.items()}}
+    return {"model": model, "iteration": 0}
+
+
+def write_fastreid_checkpoint(
+    path: str | os.PathLike,
+    state_dict: Mapping[str, torch.Tensor],
+    era: str,
+    pixel_mean: Sequence[float] = FASTREID_PIXEL_MEAN,
+    pixel_std: Sequence[float] = FASTREID_PIXEL_STD,
+) -> Path:
+    """Write our ``state_dict`` as a fast-reid file of ``era`` (see :func:`fastreid_object`); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(fastreid_object(state_dict, era, pixel_mean, pixel_std), path)
+    return path
+
+
 def qmul_stem(zip_name: str) -> str:
     """The folder and file stem inside a QMUL zip.
 
@@ -189,14 +228,23 @@ def write_for_checkpoint(
     vintage: str | None = None,
     compression: int = zipfile.ZIP_DEFLATED,
 ) -> Path:
-    """Write ``checkpoint.filename`` in ``directory`` in the format the manifest declares.
+    """Write ``checkpoint.filename`` in ``directory`` in the format and layout the manifest declares.
 
     A zip entry gets a QMUL-style zip (Python-2 checkpoint inside unless
     ``vintage`` says otherwise); a checkpoint entry gets the file itself
-    (``torchreid-dict`` unless ``vintage`` says otherwise).  A folder of such
-    files is a valid ``MODELZOO_MIRROR``.
+    (``torchreid-dict`` unless ``vintage`` says otherwise); a fast-reid entry
+    gets a fast-reid file of its era, with the pixel buffers its
+    preprocessing implies (it has no vintages).  A folder of such files is a
+    valid ``MODELZOO_MIRROR``.
+
+    Raises:
+        ValueError: a vintage for a fast-reid entry.
     """
     path = Path(directory) / checkpoint.filename
+    if checkpoint.layout == "fastreid":
+        if vintage is not None:
+            raise ValueError(f"{checkpoint.name} is a fast-reid file: it has no torchreid vintage ({vintage!r})")
+        return write_fastreid_checkpoint(path, state_dict, **checkpoint.reader_options)
     if checkpoint.format == "zip":
         return write_qmul_zip(path, state_dict, vintage or "py2", compression)
     return write_checkpoint(path, state_dict, vintage or "torchreid-dict")
@@ -206,8 +254,9 @@ def write_untrained_checkpoint(checkpoint, directory: str | os.PathLike, seed: i
                                vintage: str | None = None) -> Path:
     """``checkpoint.filename`` in ``directory``, holding its architecture's random initial weights.
 
-    What the demo serves: a file in the zoo's real format and name, with
-    weights nobody trained (so its accuracy means nothing).
+    What the demo serves: a file in the zoo's real format, layout and name
+    (fast-reid's: its era's keys and pixel buffers), with weights nobody
+    trained (so its accuracy means nothing).
     """
     from modelzoo.models import build
 

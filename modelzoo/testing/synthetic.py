@@ -1,4 +1,4 @@
-"""Small synthetic datasets written in the exact on-disk layouts of the real ones.
+"""Small synthetic datasets written in the exact on-disk layouts of the real ones (people and vehicles).
 
 Tests, demos and ``modelzoo doctor`` need data that the readers -- ours and
 torchreid's -- accept unchanged, without the real (licensed, partly withdrawn)
@@ -27,6 +27,7 @@ from PIL import Image
 
 from modelzoo.datasets._base import PathLike, absolute
 from modelzoo.names import canonical_dataset
+from modelzoo.datasets import vehicleid, veri, veriwild
 from modelzoo.datasets.market import SPLIT_FOLDERS
 from modelzoo.datasets.msmt17 import LIST_FILES, VERSIONS
 
@@ -39,6 +40,8 @@ _MARKET_MAX_PID = 1501
 _DUKE_MAX_PID = 7140  # largest pid in the real DukeMTMC-reID
 _MSMT_DATES = ("0113", "0302", "0303")
 _MSMT_TIMES = ("morning", "noon", "afternoon")
+_VERI_MAX_PID = 776
+_VEHICLEID_VIEWS = 2  # VehicleID has no cameras; its images are front and rear views
 
 
 @dataclass(frozen=True)
@@ -263,10 +266,10 @@ def write_dataset(name: str, root: PathLike, **kwargs: Any) -> Path:
     """Write the synthetic version of dataset ``name`` (aliases accepted).
 
     Args:
-        name: ``market1501``, ``dukemtmcreid`` or ``msmt17`` (or an alias).
+        name: ``market1501``, ``dukemtmcreid``, ``msmt17``, ``veri``,
+            ``vehicleid`` or ``veriwild`` (or an alias).
         root: the data root.
-        **kwargs: passed to :func:`write_market1501`, :func:`write_dukemtmcreid`
-            or :func:`write_msmt17`.
+        **kwargs: passed to that dataset's writer (:func:`write_market1501`, ...).
 
     Returns:
         ``root`` as an absolute path: pass it as ``data_root``.
@@ -275,8 +278,186 @@ def write_dataset(name: str, root: PathLike, **kwargs: Any) -> Path:
         "market1501": write_market1501,
         "dukemtmcreid": write_dukemtmcreid,
         "msmt17": write_msmt17,
+        "veri": write_veri,
+        "vehicleid": write_vehicleid,
+        "veriwild": write_veriwild,
     }
     return writers[canonical_dataset(name)](root, **kwargs)
+
+
+def write_veri(
+    root: PathLike,
+    *,
+    num_train_ids: int = 12,
+    num_test_ids: int = 10,
+    cameras: int = 20,
+    cameras_per_id: int = 3,
+    images_per_camera: int = 2,
+    query_cameras_per_id: int = 2,
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
+    """Write a small VeRi-776 in ``<root>/veri/{image_train,image_query,image_test}/``.
+
+    File names follow the real scheme (``0002_c002_00030600_0.jpg``: vehicle
+    id, 3-digit camera, frame, index).
+
+    Args:
+        root: the data root; created if needed.
+        num_train_ids: vehicles in ``image_train``.
+        num_test_ids: vehicles in ``image_query`` and ``image_test``.
+        cameras: cameras to draw from (1-20).
+        cameras_per_id: cameras each vehicle appears in (at least 2).
+        images_per_camera: images per vehicle and camera (train and gallery).
+        query_cameras_per_id: query images per test vehicle, one per camera.
+        image_size: ``(height, width)`` of every image.
+        seed: seed of every random choice.
+        overwrite: replace an existing synthetic dataset at the same place.
+
+    Returns:
+        ``root`` as an absolute path: pass it as ``data_root``.
+
+    Raises:
+        ValueError: a size parameter is out of range.
+        FileExistsError: the split folders exist and ``overwrite`` is False.
+    """
+    sizes = _validate_sizes(
+        num_train_ids, num_test_ids, cameras, cameras_per_id, images_per_camera,
+        query_cameras_per_id, max_cameras=20, max_ids=_VERI_MAX_PID,
+    )
+    _validate_image_size(image_size)
+    rng = np.random.default_rng(seed)
+    train_pids, test_pids = _disjoint_pids(rng, sizes, low=1, high=_VERI_MAX_PID)
+    shots = _plan_identities(rng, sizes, train_pids, test_pids)
+    data_dir = absolute(root) / "veri"
+    _prepare_split_folders(data_dir, overwrite, veri.SPLIT_FOLDERS)
+    _write_images(rng, shots, data_dir, _veri_namer(rng), image_size)
+    return absolute(root)
+
+
+def write_vehicleid(
+    root: PathLike,
+    *,
+    num_train_ids: int = 6,
+    test_ids: tuple[int, int, int] = (4, 6, 8),
+    images_per_id: int = 3,
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
+    """Write a small VehicleID in ``<root>/vehicleid/{image,train_test_split}/``.
+
+    Images are ``image/<7-digit image id>.jpg``; ``train_list.txt`` and the
+    three test lists hold ``<image id> <vehicle id>`` lines.  The small test
+    set's vehicles are the first of the medium set's, which are the first of
+    the large set's.
+
+    Args:
+        root: the data root; created if needed.
+        num_train_ids: vehicles in ``train_list.txt``.
+        test_ids: vehicles of the small, medium and large test sets (increasing).
+        images_per_id: images per vehicle (at least 2: one gallery image, queries).
+        image_size: ``(height, width)`` of every image.
+        seed: seed of every random choice.
+        overwrite: replace an existing synthetic dataset at the same place.
+
+    Returns:
+        ``root`` as an absolute path: pass it as ``data_root``.
+
+    Raises:
+        ValueError: a size parameter is out of range.
+        FileExistsError: the folders exist and ``overwrite`` is False.
+    """
+    _validate_test_ids(test_ids)
+    if images_per_id < 2 or num_train_ids < 0:
+        raise ValueError(f"need images_per_id >= 2 and num_train_ids >= 0, got {images_per_id} and {num_train_ids}")
+    _validate_image_size(image_size)
+    rng = np.random.default_rng(seed)
+    pids = sorted(int(pid) for pid in rng.choice(np.arange(1, 100_000), size=num_train_ids + test_ids[2],
+                                                 replace=False))
+    train_pids, test_pids = pids[:num_train_ids], pids[num_train_ids:]
+    shots = [_Shot(split, pid, int(rng.integers(1, _VEHICLEID_VIEWS + 1)), (split, pid))
+             for split, group in (("train", train_pids), ("test", test_pids)) for pid in group
+             for _ in range(images_per_id)]
+    data_dir = absolute(root) / vehicleid.LAYOUT.dataset_dir
+    _prepare_list_dataset(data_dir, vehicleid.IMAGE_FOLDER, vehicleid.LIST_FOLDER, overwrite)
+    written = _write_images(rng, shots, data_dir, _vehicleid_namer(), image_size)
+    lines = [f"{Path(relative).stem} {shot.pid}\n" for shot, relative in zip(shots, written)]
+    lists = {"train": [line for shot, line in zip(shots, lines) if shot.split == "train"]}
+    for size, count in zip(vehicleid.TEST_LISTS, test_ids):
+        ids = set(test_pids[:count])
+        lists[size] = [line for shot, line in zip(shots, lines) if shot.split == "test" and shot.pid in ids]
+    for split, file_name in vehicleid.LIST_FILES.items():
+        (data_dir / vehicleid.LIST_FOLDER / file_name).write_text("".join(lists[split]), encoding="utf-8")
+    return absolute(root)
+
+
+def write_veriwild(
+    root: PathLike,
+    *,
+    num_train_ids: int = 6,
+    test_ids: tuple[int, int, int] = (3, 5, 8),
+    cameras: int = 12,
+    cameras_per_id: int = 2,
+    images_per_camera: int = 2,
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
+    """Write a small VERI-Wild in ``<root>/VERI-Wild/{images,train_test_split}/``.
+
+    Images are ``images/<5-digit vehicle id>/<6-digit image id>.jpg``; the
+    list files hold ``<vehicle id>/<image id>`` lines and ``vehicle_info.txt``
+    a header, then ``<vehicle id>/<image id>;<camera>;<time>;<model>;<type>;<colour>``.
+    Each test vehicle has one query image (in ``test_<n>_query.txt``); its
+    other images are the gallery (``test_<n>.txt``), some from the query's
+    camera (which the protocol drops).  The small test set's vehicles are the
+    first of the medium set's, which are the first of the large set's.
+
+    Args:
+        root: the data root; created if needed.
+        num_train_ids: vehicles in ``train_list.txt``.
+        test_ids: vehicles of the small, medium and large test sets (increasing).
+        cameras: cameras to draw from.
+        cameras_per_id: cameras each vehicle appears in (at least 2).
+        images_per_camera: gallery (and train) images per vehicle and camera.
+        image_size: ``(height, width)`` of every image.
+        seed: seed of every random choice.
+        overwrite: replace an existing synthetic dataset at the same place.
+
+    Returns:
+        ``root`` as an absolute path: pass it as ``data_root``.
+
+    Raises:
+        ValueError: a size parameter is out of range.
+        FileExistsError: the folders exist and ``overwrite`` is False.
+    """
+    _validate_test_ids(test_ids)
+    sizes = _validate_sizes(num_train_ids, test_ids[2], cameras, cameras_per_id, images_per_camera, 1,
+                            max_cameras=999, max_ids=99_999)
+    _validate_image_size(image_size)
+    rng = np.random.default_rng(seed)
+    train_pids, test_pids = _disjoint_pids(rng, sizes, low=1, high=99_999)
+    shots = _plan_identities(rng, sizes, train_pids, test_pids)
+    data_dir = absolute(root) / veriwild.LAYOUT.dataset_dir
+    _prepare_list_dataset(data_dir, veriwild.IMAGE_FOLDER, veriwild.LIST_FOLDER, overwrite)
+    written = _write_images(rng, shots, data_dir, _veriwild_namer(), image_size)
+    names = [relative.split("/", 1)[1].removesuffix(".jpg") for relative in written]
+    lists: dict[str, list[str]] = {"train": [f"{name}\n" for shot, name in zip(shots, names) if shot.split == "train"]}
+    for size, count in zip(veriwild.TEST_SIZES, test_ids):
+        ids = set(test_pids[:count])
+        for part in ("query", "gallery"):
+            lists[f"{size} {part}"] = [f"{name}\n" for shot, name in zip(shots, names)
+                                       if shot.split == part and shot.pid in ids]
+    folder = data_dir / veriwild.LIST_FOLDER
+    for split, file_name in veriwild.LIST_FILES.items():
+        (folder / file_name).write_text("".join(lists[split]), encoding="utf-8")
+    info = [f"{name};{shot.camera:03d};2018-03-11 11:30:59;model {shot.pid % 7};sedan;white\n"
+            for shot, name in zip(shots, names)]
+    (folder / veriwild.CAMERA_FILE).write_text("id/image;camera;time;model;type;color\n" + "".join(info),
+                                              encoding="utf-8")
+    return absolute(root)
 
 
 # --------------------------------------------------------------------------- planning
@@ -317,6 +498,12 @@ def _validate_sizes(
     return _Sizes(
         num_train_ids, num_test_ids, cameras, cameras_per_id, images_per_camera, query_cameras_per_id
     )
+
+
+def _validate_test_ids(test_ids: tuple[int, int, int]) -> None:
+    """The vehicles of the small, medium and large test sets: three increasing counts."""
+    if len(test_ids) != 3 or not 1 <= test_ids[0] <= test_ids[1] <= test_ids[2]:
+        raise ValueError(f"test_ids must be three increasing counts >= 1 (small, medium, large), got {test_ids}")
 
 
 def _validate_image_size(image_size: tuple[int, int]) -> None:
@@ -442,6 +629,31 @@ def _msmt_namer(rng: np.random.Generator, train_folder: str, test_folder: str) -
     return name
 
 
+def _veri_namer(rng: np.random.Generator) -> Namer:
+    """Paths like ``image_query/0002_c002_00030600_0.jpg``."""
+    used: set[str] = set()
+
+    def name(shot: _Shot) -> str:
+        name = _unique(used, lambda: (
+            f"{shot.pid:04d}_c{shot.camera:03d}_{rng.integers(1, 100_000_000):08d}_{rng.integers(0, 10)}.jpg"
+        ))
+        return f"{veri.SPLIT_FOLDERS[shot.split]}/{name}"
+
+    return name
+
+
+def _vehicleid_namer() -> Namer:
+    """Paths like ``image/0000001.jpg``: image ids counted from 1."""
+    counter = iter(range(1, 10_000_000))
+    return lambda shot: f"{vehicleid.IMAGE_FOLDER}/{next(counter):07d}.jpg"
+
+
+def _veriwild_namer() -> Namer:
+    """Paths like ``images/00001/000001.jpg``: image ids counted from 1 over the whole dataset."""
+    counter = iter(range(1, 1_000_000))
+    return lambda shot: f"{veriwild.IMAGE_FOLDER}/{shot.pid:05d}/{next(counter):06d}.jpg"
+
+
 def _unique(used: set[str], draw: Callable[[], str]) -> str:
     """Draw names until one is new (collisions are rare; this keeps them impossible)."""
     candidate = draw()
@@ -454,9 +666,9 @@ def _unique(used: set[str], draw: Callable[[], str]) -> str:
 # --------------------------------------------------------------------------- writing
 
 
-def _prepare_split_folders(data_dir: Path, overwrite: bool) -> None:
-    """Create empty Market-style split folders, refusing to mix with old files."""
-    folders = [data_dir / SPLIT_FOLDERS[split] for split in ("train", "query", "gallery")]
+def _prepare_split_folders(data_dir: Path, overwrite: bool, names: dict[str, str] = SPLIT_FOLDERS) -> None:
+    """Create empty Market-style split folders (``names``: split -> folder), refusing to mix with old files."""
+    folders = [data_dir / names[split] for split in ("train", "query", "gallery")]
     _clear_or_refuse(folders, overwrite)
     for folder in folders:
         folder.mkdir(parents=True)
@@ -468,6 +680,14 @@ def _prepare_msmt_folder(data_dir: Path, image_folders: tuple[str, str], overwri
     _clear_or_refuse(entries, overwrite)
     for name in image_folders:
         (data_dir / name).mkdir(parents=True)
+
+
+def _prepare_list_dataset(data_dir: Path, image_folder: str, list_folder: str, overwrite: bool) -> None:
+    """Create the empty image and list folders of a list-file dataset (VehicleID, VERI-Wild)."""
+    folders = [data_dir / image_folder, data_dir / list_folder]
+    _clear_or_refuse(folders, overwrite)
+    for folder in folders:
+        folder.mkdir(parents=True)
 
 
 def _clear_or_refuse(entries: list[Path], overwrite: bool) -> None:

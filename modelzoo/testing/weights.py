@@ -34,10 +34,21 @@ def tensor_for(key: str, like: torch.Tensor, generator: torch.Generator) -> torc
 
 
 def deterministic_state_dict(model: nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A full state dict for ``model`` whose values depend only on keys, shapes and ``seed``."""
+    """A full state dict for ``model`` whose values depend only on keys, shapes and ``seed``.
+
+    Names of one tensor of the model (a module registered under several
+    names, as fast-reid's v0.1.1 MGN shares one GeM among 8 branches) get one
+    tensor too: the first name's.
+    """
     generator = torch.Generator().manual_seed(seed)
-    state = {}
+    state: dict[str, torch.Tensor] = {}
+    first_of: dict[tuple[int, int, tuple[int, ...]], str] = {}
     for key, value in model.state_dict().items():
+        identity = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape))
+        if value.numel() and identity in first_of:
+            state[key] = state[first_of[identity]]
+            continue
+        first_of[identity] = key
         state[key] = tensor_for(key, value, generator).to(value.dtype)
     return state
 

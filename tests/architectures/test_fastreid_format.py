@@ -94,3 +94,19 @@ def test_the_reader_imports_only_errors_torch_and_the_standard_library():
     roots = {name.split(".")[0] for name in imported} - {"__future__"}
     assert {name for name in imported if name.startswith("modelzoo")} <= {"modelzoo.errors"}
     assert roots - {"modelzoo", "torch"} <= set(sys.stdlib_module_names)
+
+
+@pytest.mark.parametrize("era", fastreid_format.FILE_ERAS)
+@pytest.mark.parametrize("architecture", ["bot_r50", "sbs_r50_ibn", "mgn_r50_ibn"])
+def test_file_key_is_the_inverse_of_the_rename_table(era, architecture):
+    """Every key of our networks (MGN's branch heads, the baseline head) goes to a file key and back."""
+    from modelzoo.architectures import builders
+    from modelzoo.loading import uninitialised_build
+
+    with uninitialised_build():
+        keys = list(builders()[architecture](num_classes=3).state_dict())
+    file_keys = [fastreid_format.file_key(key, era) for key in keys]
+    assert [rename_key(key, era) for key in file_keys] == keys
+    renamed = [key for key, stored in zip(keys, file_keys) if key != stored]
+    assert all(key.startswith("heads.") or "_head." in key for key in renamed)  # the backbone never moves
+    assert bool(renamed) == (era != "1.4.0")

@@ -266,3 +266,17 @@ def test_verify_under_torchrun_reports_once_and_fails_a_row_on_every_rank(data_r
     assert rows[0]["measured"]["rank1"] == pytest.approx(alone.rank1, abs=1e-6)
     assert rows[0]["measured"]["mAP"] == pytest.approx(alone.mAP, abs=1e-6)
     assert rows[0]["measured"]["settings"]["processes"] == 2
+
+
+@pytest.mark.slow
+def test_demo_runs_a_fastreid_checkpoint_from_its_era_layout(tmp_path, capsys):
+    """`modelzoo demo --model bot_r50`: the served file has v0.1.1's keys and pixel buffers; get() reads them."""
+    assert main(["demo", "--model", "bot_r50", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "(fastreid layout, era 0.1.1): market_bot_R50.pth" in out
+    served = torch.load(tmp_path / "mirror" / "market_bot_R50.pth", weights_only=True)["model"]
+    assert {"pixel_mean", "pixel_std", "heads.bnneck.weight", "heads.classifier.weight"} <= set(served)
+    assert f"{len(served) - 2} tensors loaded" in out  # every tensor but the two checked pixel buffers
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["rows"][0]["published"] == {"rank1": 94.4, "mAP": 86.1, "mINP": 59.4}
+    assert list((tmp_path / "cache" / "checkpoints" / "bot_r50" / "market1501").glob("*.safetensors"))

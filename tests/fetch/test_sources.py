@@ -62,8 +62,8 @@ def test_list_and_info_mark_a_checkpoint_without_a_live_source(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     shufflenet = next(line for line in out.splitlines() if line.startswith("shufflenet "))
-    assert shufflenet.count("‡") == 3 and "‡ no source believed live" in out
-    assert "‡" not in next(line for line in out.splitlines() if line.startswith("osnet_x1_0 "))
+    assert shufflenet.count("§") == 3 and "§ no source believed live" in out
+    assert "§" not in next(line for line in out.splitlines() if line.startswith("osnet_x1_0 "))
     assert main(["info", "shufflenet"]) == 0
     card = capsys.readouterr().out
     assert "no source believed live" in card and "[http, dead since 2019]" in card
