@@ -58,6 +58,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 from benchmarks.bench_eval_features import make_features, peak_bytes, reset_peak  # noqa: E402
+from modelzoo.devices import cpu_model  # noqa: E402
 from benchmarks.bench_rank import SIZES, Features  # noqa: E402
 
 _MAX_RANK = 50
@@ -210,7 +211,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             notes.append(_note(size_name, dim, mine, theirs, need))
     load_end = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"\n### Re-ranking from features (k1 {_K1}, k2 {_K2}, lambda {_LAMBDA}), float32, one run each\n\n"
-          f"{_cpu_model()}, {os.cpu_count()} CPUs, torch {torch.__version__}, Python {platform.python_version()}; "
+          f"{cpu_model()}, {os.cpu_count()} CPUs, torch {torch.__version__}, Python {platform.python_version()}; "
           f"load average {load_start} at start, {load_end} at end\n")
     print("| size | features | method | wall time (s) | CPU time (s) | peak memory beyond the features (MiB) |")
     print("|---|---|---|---:|---:|---:|")
@@ -248,16 +249,6 @@ def _note(size_name: str, dim: int, mine: dict, theirs: Optional[dict], need: in
         f"(torchreid measured {theirs['peak_extra_bytes'] / 2**30:.1f} GiB, estimated {need / 2**30:.1f} GiB); "
         f"max |CMC diff| {cmc_diff:.1e}, |mAP diff| {abs(mine['mAP'] - theirs['mAP']):.1e}; re-ranked matrices "
         f"{'bit-identical' if theirs['identical'] else 'differ'} (max |diff| {theirs['max_abs_difference']:.1e}).")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":
