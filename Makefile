@@ -18,7 +18,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet $(TORCH_SPEC)
-	$(VENV)/bin/python -m pip install --quiet -e '.[test,plot,export]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[test,plot,export,openvino]'
 	# fast-reid 1.4.0, a parity oracle for tests only: its metadata pins torchvision 0.14, so no deps
 	$(VENV)/bin/python -m pip install --quiet --no-deps fastreid==1.4.0
 	touch $(STAMP)

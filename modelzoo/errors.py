@@ -108,3 +108,15 @@ class DistributedError(ModelZooError, RuntimeError):
 
 class ExportError(ModelZooError, RuntimeError):
     """An exported file does not compute what the PyTorch model computes (nothing was kept)."""
+
+
+class PrecisionError(ModelZooError, ValueError):
+    """A precision the chosen backend and device cannot run natively (refused, never emulated slowly)."""
+
+
+class BackendUnavailableError(ModelZooError, ImportError):
+    """An inference backend whose package (an optional extra) is not installed, or that cannot run here."""
+
+
+class RuntimeCheckError(ModelZooError, RuntimeError):
+    """A compiled runtime artifact does not compute what the PyTorch model computes (nothing was kept)."""

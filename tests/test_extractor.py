@@ -139,3 +139,41 @@ def test_every_built_architecture_gives_features_of_its_published_width(name):
     features = modelzoo.FeatureExtractor(model, device="cpu")(crops(2), color="bgr")
     assert features.shape == (2, modelzoo.info(name).feature_dim)
     assert torch.isfinite(features).all()
+
+
+def frame_and_boxes() -> tuple[np.ndarray, np.ndarray]:
+    """A BGR video frame and xyxy boxes: fractional edges, one reaching past the frame."""
+    frame = np.random.default_rng(5).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    boxes = np.array([[10.2, 20.7, 60.0, 150.0], [200, 30, 290, 230], [280.5, 100, 400, 300]])
+    return frame, boxes
+
+
+def test_a_frame_and_its_boxes_give_the_features_of_the_crops(model):
+    extractor = modelzoo.FeatureExtractor(model, device="cpu", batch_size=2)
+    frame, boxes = frame_and_boxes()
+    got = extractor(frame, boxes, color="bgr")
+    # edges rounded outwards, and the last box clamped to the 320x240 frame
+    cut = [frame[20:150, 10:60], frame[30:230, 200:290], frame[100:240, 280:320]]
+    torch.testing.assert_close(got, extractor(cut, color="bgr"), rtol=0, atol=0)
+    torch.testing.assert_close(extractor(frame, torch.tensor(boxes), color="bgr"), got, rtol=0, atol=0)
+    torch.testing.assert_close(extractor(frame, boxes.tolist(), color="bgr"), got, rtol=0, atol=0)
+    pil_frame = Image.fromarray(np.ascontiguousarray(frame[..., ::-1]))
+    torch.testing.assert_close(extractor(pil_frame, boxes), got, rtol=0, atol=0)
+    assert extractor(frame, np.zeros((0, 4)), color="bgr").shape == (0, DIM)
+
+
+@pytest.mark.parametrize("boxes, match", [
+    ([[0, 0, 10, 10], [50, 50, 40, 60], [400, 10, 500, 90]], r"boxes 1, 2 are empty inside the 320x240 frame"),
+    ([[0, 0, 10]], r"\(N, 4\) rows of x1, y1, x2, y2; got shape \(1, 3\)"),
+    ([[0, 0, float("nan"), 10]], "finite numbers; rows 0"),
+])
+def test_boxes_that_cannot_be_cut_are_named(model, boxes, match):
+    frame, _ = frame_and_boxes()
+    with pytest.raises(ValueError, match=match):
+        modelzoo.FeatureExtractor(model, device="cpu")(frame, boxes, color="bgr")
+
+
+def test_a_frame_array_still_needs_its_channel_order(model):
+    frame, boxes = frame_and_boxes()
+    with pytest.raises(ValueError, match="color='bgr'"):
+        modelzoo.FeatureExtractor(model, device="cpu")(frame, boxes)

@@ -61,13 +61,18 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
-def check_precision(device: str | None, precision: str) -> None:
-    """fp16 runs on CUDA only; say so before anything is loaded."""
+def check_precision(device: str | None, backend: str, precision: str) -> None:
+    """A backend or precision that cannot run on the device: say so before anything is loaded."""
     import torch
 
+    from modelzoo.errors import PrecisionError
+    from modelzoo.inference.precision import check_precision as check
+
     on_cuda = device.startswith("cuda") if device else torch.cuda.is_available()
-    if precision == "fp16" and not on_cuda:
-        raise UsageError("--precision fp16 needs a CUDA device; on the CPU use --precision fp32 (or bf16)")
+    try:
+        check(backend, torch.device("cuda" if on_cuda else "cpu"), precision)
+    except (PrecisionError, ValueError) as exc:
+        raise UsageError(str(exc).replace("precision=", "--precision ").replace("backend=", "--backend ")) from None
 
 
 def check_output_folder(folder: Path, what: str) -> None:

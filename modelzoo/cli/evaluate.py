@@ -46,8 +46,12 @@ def _evaluation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when available)")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--workers", type=non_negative_int, help="image decoding processes (0: in this process)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="fp32 is the published setting; bf16/fp16 are faster")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "openvino", "tensorrt"), default="torch",
+                   help="the runtime computing the features, compiled once and checked against PyTorch "
+                        "(default torch)")
+    if p.prog.split()[-1] != "verify":  # verify compares with published numbers: always fp32
+        p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                       help="fp32 is the published setting; bf16 (native CPUs, CUDA) and fp16 (CUDA) are faster")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (not the published setting)")
     p.add_argument("--aqe", action="store_true",
                    help="average query expansion, fast-reid's k 5, alpha 3 (not the published setting)")
@@ -62,7 +66,7 @@ def _check_evaluation_values(args: argparse.Namespace) -> None:
     """What parses but cannot work, refused before any download or decoding."""
     from modelzoo import config
 
-    check_precision(args.device, args.precision)
+    check_precision(args.device, args.backend, getattr(args, "precision", "fp32"))
     config.distributed_env()  # a WORLD_SIZE or RANK that makes no sense: say so now
     if getattr(args, "report_dir", None) is not None:
         check_output_folder(args.report_dir, "--report-dir")
@@ -71,7 +75,7 @@ def _check_evaluation_values(args: argparse.Namespace) -> None:
 def _evaluation_kwargs(args: argparse.Namespace) -> dict:
     return dict(
         device=args.device, batch_size=args.batch_size, num_workers=args.workers,
-        precision=args.precision, rerank=args.rerank, aqe=args.aqe, flip=args.flip, progress=not args.no_progress,
+        precision=getattr(args, "precision", "fp32"), backend=args.backend, rerank=args.rerank, aqe=args.aqe, flip=args.flip, progress=not args.no_progress,
     )
 
 

@@ -21,6 +21,8 @@ from torch import nn
 from modelzoo import manifest
 from modelzoo.errors import UnknownCheckpointError
 from modelzoo.inference.distributed import ProcessGroup
+from modelzoo.inference.precision import check_precision
+from modelzoo.inference.runtimes import Runtime
 from modelzoo.models import Mirrors, ModelInfo, get, model_info
 from modelzoo.names import canonical_dataset
 
@@ -85,6 +87,7 @@ def evaluate(
     metric: str | None = None,
     max_rank: int = 50,
     precision: str = "fp32",
+    backend: str | Runtime = "torch",
     progress: bool = True,
     distributed: bool = False,
     process_group: ProcessGroup | None = None,
@@ -117,7 +120,13 @@ def evaluate(
             the published numbers).
         metric: "euclidean" (squared) or "cosine"; default: the checkpoint's.
         max_rank: length of the CMC curve.
-        precision: "fp32" (published setting) or opt-in "bf16"/"fp16".
+        precision: "fp32" (published setting) or opt-in "bf16" / "fp16" where
+            the hardware runs it natively.
+        backend: "torch" (default), "onnxruntime", "openvino" or "tensorrt":
+            the runtime that computes the features (a compiled artifact proven
+            equal to PyTorch, cached beside the weights), or a
+            :class:`~modelzoo.inference.runtimes.Runtime` already made (an
+            exported file from :func:`~modelzoo.inference.runtimes.open_artifact`).
         progress: progress bars on a terminal (the download's too).
         distributed: split the images across the ranks of the default
             process group, which the caller has initialised (every rank must
@@ -143,13 +152,21 @@ def evaluate(
     datasets.planned_trials(dataset, split=split, trials=trials)  # refuse a split or trials before any download
     group = active_group(distributed, process_group)
     device = rank_device(device)
+    if isinstance(backend, Runtime):
+        if group is not None:
+            raise ValueError("a runtime already made runs in this process only: for distributed evaluation pass "
+                             "backend by name, so that each rank makes its own")
+        device, precision = backend.device, backend.precision
+    else:
+        check_precision(backend, device, precision)  # before any download
     model = _resolve_model(model_or_name, dataset, device, progress, dict(cache_dir=cache_dir, mirrors=mirrors,
                                                                          offline=offline))
     info = model_info(model)
     metric = metric or (info.distance if info is not None else "euclidean")
     test_sets = datasets.read_trials(dataset, data_root, split=split, trials=trials)
     started = time.perf_counter()
-    paths, features = _features(model, test_sets, group, device, batch_size, num_workers, precision, progress, flip)
+    paths, features = _features(model, test_sets, group, device, batch_size, num_workers, precision, backend, progress,
+                                flip, cache_dir)
     extracted = time.perf_counter()
     rankings = [_rank(*_query_and_gallery(paths, features, test_set), test_set, metric, max_rank, rerank, aqe, device)
                 for test_set in test_sets]
@@ -163,6 +180,7 @@ def evaluate(
         "max_rank": max_rank,
         "batch_size": batch_size,
         "precision": precision,
+        "backend": backend.backend if isinstance(backend, Runtime) else backend,
         "device": str(device),
         "processes": group_size(group),
         "data_root": str(first.root),
@@ -198,7 +216,7 @@ def _resolve_model(
     return get(name, device=device, progress=progress, **fetching)
 
 
-def _features(model, test_sets, group, device, batch_size, num_workers, precision, progress, flip):
+def _features(model, test_sets, group, device, batch_size, num_workers, precision, backend, progress, flip, cache_dir):
     """Every image of the test sets (each once, in order) and its features, from one extraction pass.
 
     One BatchNorm fold and one loader for query and gallery, and for every
@@ -211,8 +229,12 @@ def _features(model, test_sets, group, device, batch_size, num_workers, precisio
 
     records = [r for test_set in test_sets for r in (*test_set.query, *test_set.gallery)]
     paths = {path: index for index, path in enumerate(dict.fromkeys(r.path for r in records))}
-    options = dict(batch_size=batch_size, num_workers=num_workers, device=device, precision=precision,
-                   flip=flip, progress=progress, description="query + gallery")
+    options = dict(batch_size=batch_size, num_workers=num_workers, flip=flip, progress=progress,
+                   description="query + gallery")
+    if isinstance(backend, Runtime):
+        options.update(backend=backend)
+    else:
+        options.update(device=device, precision=precision, backend=backend, cache_dir=cache_dir)
     if group is None:
         features = extract_features(model, list(paths), **options)
     else:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from modelzoo import manifest
+from modelzoo.devices import cpu_has_native_bf16, cpu_model
 from modelzoo.errors import ModelZooError
 from modelzoo.inference.distributed import (
     ProcessGroup,
@@ -170,12 +171,17 @@ def verify(
         trials: random galleries averaged for the rows of a dataset that draws
             its gallery at random (VehicleID; default 10).
         distributed, process_group: as ``modelzoo.evaluate``.
-        **evaluate_kwargs: passed to ``modelzoo.evaluate``.
+        **evaluate_kwargs: passed to ``modelzoo.evaluate`` (``backend=`` too:
+            any runtime may be verified; the precision is always fp32, the
+            published setting).
 
     Raises:
         ModelZooError: nothing to verify, or ``trials`` and no planned row draws its gallery at random.
-        ValueError: a tolerance that is not a finite number >= 0.
+        ValueError: a tolerance that is not a finite number >= 0, or a precision other than fp32.
     """
+    if evaluate_kwargs.get("precision", "fp32") != "fp32":
+        raise ValueError("verify compares with the published numbers, which were measured at fp32: leave the "
+                         "precision out (measure another precision with modelzoo.evaluate / modelzoo eval)")
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not math.isfinite(tolerance) \
             or tolerance < 0:
         raise ValueError(f"tolerance must be a finite number of points >= 0, got {tolerance!r}")
@@ -272,6 +278,8 @@ def environment() -> dict[str, Any]:
         "numpy": numpy.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

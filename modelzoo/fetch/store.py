@@ -215,6 +215,33 @@ class CheckpointStore:
             raise ValueError(f"a compiled artifact's key must be a plain folder name, got {key!r}")
         return self.folder / COMPILED / key
 
+    @contextlib.contextmanager
+    def building_compiled(self, key: str) -> Iterator[Path]:
+        """A temporary folder to build an artifact in (the lock is held); kept as ``compiled/<key>/`` on success.
+
+        If the block raises, the folder and everything in it are deleted and
+        nothing reaches ``compiled/``.
+
+        Raises:
+            CacheError: the folder cannot be written.
+        """
+        target = self.compiled_dir(key)
+        built = self.temp_dir("compile")
+        try:
+            yield built
+            make_folder(target.parent)
+            remove_path(target)
+            try:
+                os.replace(built, target)
+            except OSError as exc:
+                raise folder_error(target.parent, exc) from exc
+        finally:
+            remove_path(built)
+
+    def remove_compiled(self, key: str) -> None:
+        """Delete ``compiled/<key>/`` (the lock is held): an artifact that failed its check."""
+        remove_path(self.compiled_dir(key))
+
     @staticmethod
     def copy_path(weights: Path) -> Path:
         """Where the canonical safetensors copy of a weights file lives (beside it)."""

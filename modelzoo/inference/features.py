@@ -1,26 +1,18 @@
-"""Batched feature extraction from image files.
+"""Batched feature extraction from image files, on any runtime.
 
 Images are decoded and transformed (PIL, like torchreid) in DataLoader
-workers, batched, and run through the model under ``torch.inference_mode``
-on the chosen device.  Features come back as float32 on the CPU, in the
-order of the input paths.
+workers, batched, and run through the model's runtime
+(:mod:`modelzoo.inference.runtimes`): PyTorch by default (BatchNorm folded,
+channels-last, ``inference_mode``), or a compiled ONNX Runtime, OpenVINO or
+TensorRT artifact proven equal to it.  Features come back as float32 on the
+CPU, in the order of the input paths.
 
 On a CPU the network is almost all of the cost (decoding and resizing a
 person crop takes about 1 ms, a ResNet-50 forward pass about 40 ms), so the
-speed-ups are in how the network runs, not in the input pipeline:
-
-* BatchNorm layers are folded into the convolutions before them
-  (``torch.fx``; a model that cannot be traced runs unfolded);
-* activations use the channels-last memory format, which oneDNN's CPU
-  convolutions take as it is (NCHW tensors are reordered around each one);
-* the forward pass runs under ``inference_mode``.
-
-Folding changes the features by float rounding only (relative differences
-around 1e-6).  ``precision="fp32"`` (the default) reproduces the published
-setting; ``"bf16"`` (CPU or CUDA) and ``"fp16"`` (CUDA) are opt-in autocast
-modes for throughput.  bf16 is only fast on CPUs with native bf16
-instructions (``avx512_bf16`` or AMX); elsewhere it is emulated and slower
-than fp32, and a warning says so.
+speed-ups are in how the network runs, not in the input pipeline.
+``precision="fp32"`` (the default) reproduces the published setting; bf16
+(CPUs with native bf16, CUDA) and fp16 (CUDA) are opt-in and refused where
+the hardware would only emulate them.
 
 ``flip=True`` (off by default: the published numbers do not use it) is the
 flip test of fast-reid's ``TEST.FLIP``: each embedding is averaged with that of
@@ -32,25 +24,28 @@ from __future__ import annotations
 import logging
 import numbers
 import sys
-from collections import Counter
-from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from modelzoo.devices import available_cpus, cpu_has_native_bf16, resolve_device
+from modelzoo.devices import available_cpus, resolve_device
 from modelzoo.errors import ImageReadError
+from modelzoo.inference.precision import check_precision
+from modelzoo.inference.runtimes import Runtime, load_runtime
+from modelzoo.inference.runtimes.torch_backend import (  # noqa: F401  (the names this module always had)
+    autocast_context,
+    fold_batchnorm,
+    prepare_model,
+    use_channels_last,
+)
 from modelzoo.models import model_info
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-FOLDED_INTO = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)  # the layers torch.fx folds a BatchNorm into
 
 
 @dataclass(frozen=True)
@@ -118,104 +113,6 @@ def default_num_workers(device: torch.device | None = None) -> int:
     return max(0, min(8, available))
 
 
-def autocast_context(device: torch.device, precision: str) -> ContextManager:
-    """The autocast context for ``precision`` on ``device`` (none for fp32).
-
-    Raises:
-        ValueError: an unknown precision, or fp16 on a device other than CUDA.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        return nullcontext()
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision='fp16' needs a CUDA device; on the CPU use precision='bf16'")
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        _warn_emulated_bf16()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-@lru_cache(maxsize=1)
-def _warn_emulated_bf16() -> None:
-    """Once per process: query and gallery extraction would say it twice."""
-    logger.warning(
-        "this CPU has no native bf16 instructions (avx512_bf16 or AMX): bf16 is emulated and slower "
-        "than fp32 here; use precision='fp32'"
-    )
-
-
-def use_channels_last(device: torch.device, precision: str) -> bool:
-    """Whether channels-last is the faster memory format for this device and precision.
-
-    oneDNN's CPU convolutions prefer it at every precision; on CUDA it pays
-    with the tensor cores of reduced precision only.
-    """
-    return device.type == "cpu" or precision != "fp32"
-
-
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """A copy of an eval-mode ``model`` with each BatchNorm folded into the convolution (or linear layer) before it.
-
-    Uses ``torch.fx``, which folds a pair only when the BatchNorm is the
-    layer's sole consumer.  The model is returned unchanged when it cannot be
-    traced symbolically (data-dependent control flow, e.g. HACNN), when a
-    layer is called more than once (folding would change every call), and
-    when it is in training mode.
-
-    Args:
-        model: a network in eval mode; it is not modified.
-    """
-    if model.training:
-        return model
-    from torch import fx
-    from torch.fx.experimental.optimization import fuse
-
-    try:
-        traced = fx.symbolic_trace(model)  # shares the layers with model; fuse copies before changing them
-    except Exception as exc:  # fx raises many types (TraceError, TypeError, ...) for untraceable code
-        logger.debug("BatchNorm folding skipped for %s: %s", type(model).__name__, exc)
-        return model
-    if _folds_a_shared_layer(traced):
-        logger.debug("BatchNorm folding skipped for %s: a layer is called more than once", type(model).__name__)
-        return model
-    return fuse(traced, inplace=False, no_trace=True)
-
-
-def _folds_a_shared_layer(traced: Any) -> bool:
-    """Whether a convolution/linear layer followed by a BatchNorm is also called elsewhere.
-
-    Folding replaces the layer itself, so every other call of it would
-    change too.  (Shared layers that no BatchNorm follows, like OSNet's
-    channel gate, are harmless.)
-    """
-    layers = dict(traced.named_modules())
-    calls = Counter(node.target for node in traced.graph.nodes if node.op == "call_module")
-    for node in traced.graph.nodes:
-        if node.op != "call_module" or not isinstance(layers[node.target], nn.modules.batchnorm._BatchNorm):
-            continue
-        source = node.args[0]
-        if getattr(source, "op", None) == "call_module" and isinstance(layers[source.target], FOLDED_INTO):
-            if calls[source.target] > 1:
-                return True
-    return False
-
-
-def prepare_model(
-    model: nn.Module, device: torch.device, *, channels_last: bool, fold: bool
-) -> nn.Module:
-    """``model`` in eval mode, optionally BatchNorm-folded, on ``device`` in the memory format asked for.
-
-    Without folding the model itself is moved (like ``model.to``); with
-    folding, the folded copy is moved and ``model`` stays where it was (in
-    eval mode).
-    """
-    model.eval()
-    runnable = fold_batchnorm(model) if fold else model
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    return runnable.to(device).to(memory_format=memory_format)
-
-
 def extract_features(
     model: nn.Module,
     paths: Sequence[str | Path],
@@ -225,11 +122,13 @@ def extract_features(
     num_workers: int | None = None,
     device: str | torch.device | None = None,
     precision: str = "fp32",
+    backend: str | Runtime = "torch",
     channels_last: bool | None = None,
     fold_bn: bool = True,
     flip: bool = False,
     progress: bool = True,
     description: str = "features",
+    cache_dir: str | Path | None = None,
 ) -> torch.Tensor:
     """Embeddings of the images at ``paths``: a float32 (N, D) tensor on the CPU.
 
@@ -242,38 +141,60 @@ def extract_features(
         batch_size: images per forward pass.
         num_workers: decoding processes (default: see :func:`default_num_workers`).
         device: where the model runs (None: CUDA when available, else CPU).
-        precision: "fp32" (default), or the opt-in "bf16"/"fp16" autocast.
+        precision: "fp32" (default), or the opt-in "bf16" (CPUs with native
+            bf16, CUDA) / "fp16" (CUDA); refused where not native.
+        backend: "torch" (default), "onnxruntime", "openvino", "tensorrt"
+            (CUDA): a compiled artifact of the model, proven equal to it and
+            cached beside its weights (see :mod:`modelzoo.inference.runtimes`);
+            or a :class:`~modelzoo.inference.runtimes.Runtime` already made
+            (then ``model`` only provides the transform, and ``device``,
+            ``precision``, ``channels_last`` and ``fold_bn`` must be left unset).
         channels_last: run convolutions in channels-last memory format
-            (None: where it is faster, see :func:`use_channels_last`).
+            (None: where it is faster, see :func:`use_channels_last`); torch only.
         fold_bn: fold BatchNorm into the convolutions of a copy of the model
-            (float rounding differences only; False runs the model as is).
+            (float rounding differences only; False runs the model as is); torch only.
         flip: average each embedding with that of the mirrored image (see
             :func:`embed`; not the published setting).
         progress: a tqdm bar on a terminal.
         description: the progress bar's label.
+        cache_dir: where a compiled backend's artifact is kept (default ``MODELZOO_HOME``).
 
     Returns:
         A float32 CPU tensor with one row per path; (0, 0) for no paths.
 
     Raises:
         ValueError: a batch size below 1, a negative worker count, an
-            unknown precision, fp16 on the CPU, or no transform.
+            unknown precision or backend, or no transform.
+        PrecisionError: a precision the backend and device cannot run natively.
+        BackendUnavailableError: the backend's extra is not installed.
     """
     _check_whole_number("batch_size", batch_size, minimum=1)
     if num_workers is not None:
         _check_whole_number("num_workers", num_workers, minimum=0)
     transform = transform or model_transform(model)
-    target = resolve_device(device)
-    autocast = autocast_context(target, precision)
-    if channels_last is None:
-        channels_last = use_channels_last(target, precision)
+    if isinstance(backend, Runtime):
+        _refuse_settings_of_a_given_runtime(device, precision, channels_last, fold_bn)
+        runtime = backend
+    else:
+        target = resolve_device(device)
+        check_precision(backend, target, precision)  # before anything is compiled, and for no images too
     if len(paths) == 0:
         return torch.empty(0, 0)
-    runnable = prepare_model(model, target, channels_last=channels_last, fold=fold_bn)
-    workers = default_num_workers(target) if num_workers is None else num_workers
-    loader = _loader(paths, transform, batch_size, workers, pin=target.type == "cuda")
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    return _run(runnable, _progress(loader, progress, description), target, memory_format, autocast, flip)
+    if not isinstance(backend, Runtime):
+        runtime = load_runtime(model, backend, device=target, precision=precision, channels_last=channels_last,
+                               fold_bn=fold_bn, max_batch=batch_size, cache_dir=cache_dir)
+    workers = default_num_workers(runtime.device) if num_workers is None else num_workers
+    loader = _loader(paths, transform, batch_size, workers, pin=runtime.device.type == "cuda")
+    return _run(runtime, _progress(loader, progress, description), flip)
+
+
+def _refuse_settings_of_a_given_runtime(device: Any, precision: str, channels_last: Any, fold_bn: bool) -> None:
+    given = [name for name, value, default in (("device", device, None), ("precision", precision, "fp32"),
+                                               ("channels_last", channels_last, None), ("fold_bn", fold_bn, True))
+             if value != default]
+    if given:
+        raise ValueError(f"{', '.join(given)} set how a runtime is made; the runtime given is already made "
+                         "(pass backend='name' instead to have one made)")
 
 
 def model_transform(model: nn.Module) -> Callable[[Any], torch.Tensor]:
@@ -294,7 +215,7 @@ def _check_whole_number(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{name} must be a whole number, at least {minimum}; got {value!r}")
 
 
-def embed(network: nn.Module, pixels: torch.Tensor, flip: bool = False) -> torch.Tensor:
+def embed(network: Callable[[torch.Tensor], torch.Tensor], pixels: torch.Tensor, flip: bool = False) -> torch.Tensor:
     """The network's embeddings of a batch, as float32; with ``flip``, averaged with the mirrored batch's.
 
     The flip test as fast-reid's ``TEST.FLIP`` does it: the batch flipped along
@@ -303,7 +224,7 @@ def embed(network: nn.Module, pixels: torch.Tensor, flip: bool = False) -> torch
     distance; ``FeatureExtractor(normalize=True)`` normalises the average).
 
     Args:
-        network: a re-ID network in eval mode.
+        network: a re-ID network in eval mode, or a :class:`~modelzoo.inference.runtimes.Runtime`.
         pixels: a preprocessed ``(N, 3, H, W)`` batch on the network's device.
         flip: also run the mirrored batch and average.
     """
@@ -316,21 +237,14 @@ def embed(network: nn.Module, pixels: torch.Tensor, flip: bool = False) -> torch
     return features
 
 
-def _run(
-    model: nn.Module,
-    batches: Iterable[torch.Tensor | UnreadableImage],
-    device: torch.device,
-    memory_format: torch.memory_format,
-    autocast: ContextManager,
-    flip: bool,
-) -> torch.Tensor:
+def _run(runtime: Runtime, batches: Iterable[torch.Tensor | UnreadableImage], flip: bool) -> torch.Tensor:
     chunks = []
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode():
         for batch in batches:
             if isinstance(batch, UnreadableImage):
                 raise batch.error()
-            batch = batch.to(device, non_blocking=True, memory_format=memory_format)
-            chunks.append(embed(model, batch, flip).cpu())
+            batch = batch.to(runtime.device, non_blocking=True, memory_format=runtime.memory_format)
+            chunks.append(embed(runtime, batch, flip).cpu())
     return torch.cat(chunks)
 
 

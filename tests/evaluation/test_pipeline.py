@@ -56,12 +56,12 @@ def mirror(mirror) -> Path:
 
 
 def test_evaluate_equals_the_steps_done_by_hand(data_root, mirror, monkeypatch):
-    from modelzoo.inference import features
+    from modelzoo.inference.runtimes import torch_backend
 
     model = modelzoo.get(MODEL, "market1501", device="cpu", progress=False)
     prepared = []
-    real_prepare = features.prepare_model
-    monkeypatch.setattr(features, "prepare_model", lambda *a, **k: prepared.append(a) or real_prepare(*a, **k))
+    real_prepare = torch_backend.prepare_model
+    monkeypatch.setattr(torch_backend, "prepare_model", lambda *a, **k: prepared.append(a) or real_prepare(*a, **k))
     result = modelzoo.evaluate(model, "market", data_root, device="cpu", num_workers=0, progress=False)
     assert len(prepared) == 1  # query and gallery in one pass: the model is folded and moved once
     monkeypatch.undo()
@@ -167,7 +167,9 @@ def test_verify_passes_a_matching_row_and_fails_another(data_root, loopback_serv
     report = json.loads((report_dir / "report.json").read_text())
     assert [row["passed"] for row in report["rows"]] == [True, False]
     assert report["rows"][0]["measured"]["rank1"] == pytest.approx(market.rank1)
-    assert report["environment"]["torch"] == torch.__version__
+    assert report["environment"]["torch"] == torch.__version__ and report["environment"]["cpu"]
+    assert report["rows"][0]["measured"]["settings"]["backend"] == "torch"
+    assert report["rows"][0]["measured"]["settings"]["precision"] == "fp32"
     assert "| FAIL |" in (report_dir / "report.md").read_text()
     try:
         import matplotlib  # noqa: F401
@@ -197,6 +199,18 @@ def test_eval_command_passes_aqe_and_flip_on(data_root, mirror, capsys):
                  "--json", "--aqe", "--flip"]) == 0
     settings = json.loads(capsys.readouterr().out)["settings"]
     assert settings["aqe"] is settings["flip"] is True and settings["rerank"] is False
+
+
+@pytest.mark.slow
+def test_eval_with_a_compiled_backend_records_it_and_ranks_as_torch_does(data_root, mirror, capsys):
+    base = ["eval", MODEL, "market", "--data-root", str(data_root), "--workers", "0", "--no-progress", "--json"]
+    assert main(base) == 0
+    with_torch = json.loads(capsys.readouterr().out)
+    assert main([*base, "--backend", "openvino"]) == 0
+    with_openvino = json.loads(capsys.readouterr().out)
+    assert with_openvino["settings"]["backend"] == "openvino" and with_openvino["settings"]["precision"] == "fp32"
+    for metric in ("rank1", "mAP", "mINP"):
+        assert with_openvino[metric] == pytest.approx(with_torch[metric], abs=1e-6)
 
 
 def test_doctor_command_exit_codes(data_root, tmp_path, capsys):

@@ -63,11 +63,11 @@ def by_hand(model, splits, metric="euclidean"):
 
 
 def test_vehicleid_averages_seeded_trials_from_one_extraction(model, data_root, monkeypatch):
-    from modelzoo.inference import features
+    from modelzoo.inference.runtimes import torch_backend
 
     prepared = []
-    real_prepare = features.prepare_model
-    monkeypatch.setattr(features, "prepare_model", lambda *a, **k: prepared.append(a) or real_prepare(*a, **k))
+    real_prepare = torch_backend.prepare_model
+    monkeypatch.setattr(torch_backend, "prepare_model", lambda *a, **k: prepared.append(a) or real_prepare(*a, **k))
     result = modelzoo.evaluate(model, "vehicle-id", data_root, split="medium", trials=3, num_workers=0,
                                progress=False)
     assert len(prepared) == 1  # every trial ranks the same features

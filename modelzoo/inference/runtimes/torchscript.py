@@ -1,0 +1,27 @@
+"""A TorchScript file (``modelzoo export --format torchscript``) as a runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from modelzoo.inference.runtimes.base import Runtime
+
+
+class TorchScriptRuntime(Runtime):
+    """A TorchScript module, loaded onto ``device``; float32.
+
+    Loading TorchScript runs no Python code from the file, but it is a
+    program: only open files you exported yourself.
+    """
+
+    backend = "torchscript"
+
+    def __init__(self, path: Path, device: torch.device) -> None:
+        self.device = device
+        self.module = torch.jit.load(str(path), map_location=device).eval()
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.module(pixels.to(self.device)).float()
