@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -20,7 +21,9 @@ class TorchScriptRuntime(Runtime):
 
     def __init__(self, path: Path, device: torch.device) -> None:
         self.device = device
-        self.module = torch.jit.load(str(path), map_location=device).eval()
+        with warnings.catch_warnings():  # torch's "torch.jit is deprecated": TorchScript is the format asked for
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.", category=FutureWarning)
+            self.module = torch.jit.load(str(path), map_location=device).eval()
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
