@@ -82,11 +82,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
+from benchmarks.bench_extract import CROP_SIZES, write_images  # noqa: E402  (the same JPEG crops)
 from modelzoo.devices import available_cpus, cpu_has_native_bf16, cpu_model  # noqa: E402
 
 MODELS = ("osnet_x1_0", "osnet_x0_25", "resnet50", "bot_r50")
 FRAME_SHAPE = (1080, 1920, 3)
-CROP_SIZES = ((128, 64), (256, 128), (160, 64), (192, 96))  # (height, width) of the JPEG crops
 CHUNK = 64  # images per call / forward pass, for every method
 #: reid's own architecture for each of our models (others: our network wrapped in ``ReIDModel``).
 REID_ARCHITECTURES = {"osnet_x1_0": "osnet_x1_0", "osnet_x0_25": "osnet_x0_25", "osnet_x0_5": "osnet_x0_5",
@@ -123,24 +123,6 @@ def make_boxes(count: int, frame_shape: tuple[int, ...] = FRAME_SHAPE, seed: int
     x1 = rng.integers(0, width - widths + 1)
     y1 = rng.integers(0, height - heights + 1)
     return np.stack([x1, y1, x1 + widths, y1 + heights], axis=1).astype(np.float32)
-
-
-def write_crops(folder: Path, count: int, seed: int = 0) -> list[str]:
-    """``count`` person-crop-like JPEGs of a few sizes (smooth colour blobs plus noise), written with PIL."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    paths = []
-    for index in range(count):
-        height, width = CROP_SIZES[index % len(CROP_SIZES)]
-        coarse = rng.integers(0, 256, (height // 16, width // 16, 3), dtype=np.uint8)
-        smooth = np.asarray(Image.fromarray(coarse).resize((width, height), Image.Resampling.BILINEAR),
-                            dtype=np.int16)
-        pixels = np.clip(smooth + rng.integers(-24, 25, smooth.shape), 0, 255).astype(np.uint8)
-        path = folder / f"{index:05d}_c{index % 6 + 1}.jpg"
-        Image.fromarray(pixels).save(path, "JPEG", quality=90)
-        paths.append(str(path))
-    return paths
 
 
 def cut_rgb(frame: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
@@ -650,7 +632,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["MODELZOO_HOME"] = str(work / "home")
         frame = make_frame()
         boxes = make_boxes(args.crops)
-        paths = write_crops(work / "crops", args.files)
+        paths = write_images(work / "crops", args.files)
         images = {"frame": len(boxes), "files": len(paths)}
         models = {}
         for name in args.models:
