@@ -139,6 +139,8 @@ def test_fetch_settings_for_a_model_object_are_refused_not_ignored(tmp_path):
         modelzoo.evaluate(model, "market1501", tmp_path, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="already holds its weights"):
         modelzoo.FeatureExtractor(model, "market1501")
+    with pytest.raises(ValueError, match="already holds its weights"):  # cache_dir only places compiled artifacts
+        modelzoo.FeatureExtractor(model, device="cpu", cache_dir=tmp_path)
 
 
 def test_build_takes_the_builder_arguments_of_the_named_checkpoint():

@@ -95,9 +95,10 @@ class FeatureExtractor:
             raise ValueError(f"batch_size must be a whole number, at least 1; got {batch_size!r}")
         if isinstance(model, str):
             model = get(model, dataset, device="cpu", cache_dir=cache_dir, mirrors=mirrors, offline=offline)
-        elif dataset is not None or mirrors is not None or offline is not None:
-            raise ValueError("dataset, mirrors and offline say which weights to fetch for a model given by name; "
-                             "the model given already holds its weights")
+        elif dataset is not None or mirrors is not None or offline is not None or \
+                (cache_dir is not None and backend == "torch"):
+            raise ValueError("dataset, mirrors, offline and (with backend='torch') cache_dir say which weights to "
+                             "fetch for a model given by name; the model given already holds its weights")
         info = model_info(model)
         if info is None:
             raise ValueError("the model is not from modelzoo.get or modelzoo.build, so its eval transform is "
