@@ -120,3 +120,12 @@ class BackendUnavailableError(ModelZooError, ImportError):
 
 class RuntimeCheckError(ModelZooError, RuntimeError):
     """A compiled runtime artifact does not compute what the PyTorch model computes (nothing was kept)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` of an exception from another library, on one line and at most 200 characters.
+
+    For the messages of errors that wrap a third-party failure (exporters,
+    compilers), whose own messages can run to pages.
+    """
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from modelzoo.devices import resolve_device
-from modelzoo.errors import DeviceError, ExportError, PrecisionError
+from modelzoo.errors import DeviceError, ExportError, PrecisionError, one_line
 from modelzoo.inference.precision import check_precision
 from modelzoo.inference.runtimes import compiled_backend, open_artifact
 from modelzoo.inference.runtimes.base import ParityCheck
@@ -340,7 +340,7 @@ def _write_compiled(format: str) -> Callable[..., list[Path]]:
         except ExportError:
             raise
         except Exception as exc:  # the converters raise their own types
-            raise ExportError(f"{RUNTIME_NAMES[format]} cannot convert {info.name} ({_one_line(exc)}); nothing "
+            raise ExportError(f"{RUNTIME_NAMES[format]} cannot convert {info.name} ({one_line(exc)}); nothing "
                               "was written. Export format 'onnx' instead") from exc
         return [artifact, artifact.with_suffix(".bin")] if format == "openvino" else [artifact]
 
@@ -358,7 +358,7 @@ def _write_torchscript(model: nn.Module, info: ModelInfo, folder: Path, precisio
         with torch.no_grad(), _jit_deprecation_quiet():  # check_trace=False: the parity check runs the file
             traced = torch.jit.trace(model, example, check_trace=False)
     except Exception as exc:  # the tracer raises many types for code it cannot follow
-        raise ExportError(f"{info.name} cannot be traced to TorchScript ({_one_line(exc)}); nothing was "
+        raise ExportError(f"{info.name} cannot be traced to TorchScript ({one_line(exc)}); nothing was "
                           "written. Export format 'onnx' instead") from exc
     finally:
         model.train(was_training)
@@ -373,11 +373,6 @@ def _jit_deprecation_quiet() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.", category=FutureWarning)
         yield
-
-
-def _one_line(exc: BaseException) -> str:
-    """``Type: message``, on one line and at most 200 characters."""
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
 
 
 def _metadata(info: ModelInfo) -> dict[str, Any]:

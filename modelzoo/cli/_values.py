@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -72,7 +74,22 @@ def check_precision(device: str | None, backend: str, precision: str) -> None:
     try:
         check(backend, torch.device("cuda" if on_cuda else "cpu"), precision)
     except (PrecisionError, ValueError) as exc:
-        raise UsageError(str(exc).replace("precision=", "--precision ").replace("backend=", "--backend ")) from None
+        raise UsageError(as_options(str(exc))) from None
+
+
+def as_options(message: str, backends: Mapping[str, str] | None = None) -> str:
+    """A library message in the command's words, on one line: ``precision='bf16'`` -> ``--precision bf16``.
+
+    Args:
+        message: the library's message.
+        backends: how this command names a ``backend='name'`` (default ``--backend name``).
+    """
+    message = re.sub(r"\bformat '(\w+)'", r"--format \1", message)
+    message = re.sub(r"\bprecision[= ]'(\w+)'", r"--precision \1", message)
+    message = re.sub(r"\bdevice[= ]'([\w:]+)'", r"--device \1", message)
+    message = re.sub(r"\bbackend[= ]'(\w+)'",
+                     lambda m: (backends or {}).get(m.group(1), f"--backend {m.group(1)}"), message)
+    return " ".join(message.split())
 
 
 def check_output_folder(folder: Path, what: str) -> None:

@@ -75,7 +75,8 @@ def _check_evaluation_values(args: argparse.Namespace) -> None:
 def _evaluation_kwargs(args: argparse.Namespace) -> dict:
     return dict(
         device=args.device, batch_size=args.batch_size, num_workers=args.workers,
-        precision=getattr(args, "precision", "fp32"), backend=args.backend, rerank=args.rerank, aqe=args.aqe, flip=args.flip, progress=not args.no_progress,
+        precision=getattr(args, "precision", "fp32"), backend=args.backend, rerank=args.rerank, aqe=args.aqe,
+        flip=args.flip, progress=not args.no_progress,
     )
 
 

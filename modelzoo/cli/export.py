@@ -11,10 +11,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from modelzoo.cli._values import check_output_file, non_negative_int, positive_int
+from modelzoo.cli._values import as_options, check_output_file, non_negative_int, positive_int
 from modelzoo.errors import UsageError
 
 FORMATS = ("onnx", "openvino", "torchscript", "tensorrt")
+#: A library message's ``backend='...'`` in this command's words.
+FORMAT_OF_BACKEND = {"onnxruntime": "--format onnx", "openvino": "--format openvino", "tensorrt": "--format tensorrt"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -86,19 +88,7 @@ def _check_format(args: argparse.Namespace) -> None:
     try:
         check_format(args.format, args.device, args.precision)
     except (DeviceError, PrecisionError, ValueError) as exc:
-        raise UsageError(_as_options(str(exc))) from None
-
-
-def _as_options(message: str) -> str:
-    """A library message in the command's words: ``precision='bf16'`` -> ``--precision bf16``, on one line."""
-    import re
-
-    message = re.sub(r"\bformat '(\w+)'", r"--format \1", message)
-    message = re.sub(r"\bprecision[= ]'(\w+)'", r"--precision \1", message)
-    message = re.sub(r"\bdevice[= ]'([\w:]+)'", r"--device \1", message)
-    backends = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "tensorrt"}
-    message = re.sub(r"\bbackend[= ]'(\w+)'", lambda m: f"--format {backends.get(m.group(1), m.group(1))}", message)
-    return " ".join(message.split())
+        raise UsageError(as_options(str(exc), backends=FORMAT_OF_BACKEND)) from None
 
 
 def _test_set(args: argparse.Namespace, checkpoint) -> tuple[str, str | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -66,3 +67,8 @@ class Runtime:
     def describe(self) -> str:
         """``"openvino bf16 on cpu"``."""
         return f"{self.backend} {self.precision} on {self.device}"
+
+
+def as_cpu_array(pixels: torch.Tensor) -> np.ndarray:
+    """A batch as the contiguous float32 NumPy array that the CPU runtimes take."""
+    return np.ascontiguousarray(pixels.detach().to("cpu", torch.float32).numpy())

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from modelzoo import __version__, config
-from modelzoo.errors import ExportError, RuntimeCheckError
+from modelzoo.errors import ExportError, RuntimeCheckError, one_line
 from modelzoo.fetch.download import store_for
 from modelzoo.fetch.store import CheckpointStore
 from modelzoo.formats import weights_fingerprint
@@ -144,8 +144,7 @@ def _build_and_check(model: nn.Module, info: ModelInfo, backend: Backend, folder
     except ExportError:
         raise
     except Exception as exc:  # each runtime raises its own types for a graph it cannot compile
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ExportError(f"{backend.name} cannot compile {info.name} ({first_line}); nothing was kept. "
+        raise ExportError(f"{backend.name} cannot compile {info.name} ({one_line(exc)}); nothing was kept. "
                           "Use backend='torch' for it") from exc
     check = reference.compare(runtime, precision)
     if not check.passed:
@@ -173,7 +172,7 @@ def _open_cached(store: CheckpointStore, key: str, backend: Backend, device: tor
         check = reference.compare(runtime, precision)
     except Exception as exc:  # each runtime raises its own types (pybind errors, RuntimeError subclasses)
         logger.warning("the cached %s artifact %s cannot be used (%s); compiling it again", backend.name, folder,
-                       str(exc)[:200])
+                       one_line(exc))
         store.remove_compiled(key)
         return None
     if not check.passed:

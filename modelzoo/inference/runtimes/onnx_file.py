@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from modelzoo.errors import BackendUnavailableError, ExportError
+from modelzoo.errors import BackendUnavailableError, ExportError, one_line
 from modelzoo.models import ModelInfo
 
 INPUT_NAME, OUTPUT_NAME = "images", "features"
@@ -55,7 +55,7 @@ def write_onnx(model: nn.Module, path: Path, info: ModelInfo) -> None:
             dynamic_shapes=({0: torch.export.Dim.DYNAMIC},), dynamo=True, external_data=False, verbose=False,
         )
     except Exception as exc:  # the exporter raises many types for code it cannot capture
-        raise ExportError(f"{info.name} cannot be exported to ONNX ({type(exc).__name__}: {str(exc)[:200]}); "
+        raise ExportError(f"{info.name} cannot be exported to ONNX ({one_line(exc)}); "
                           "use backend='torch' for it") from exc
     finally:
         model.train(was_training)

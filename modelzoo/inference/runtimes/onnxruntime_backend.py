@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from modelzoo.devices import available_cpus
 from modelzoo.errors import BackendUnavailableError
 from modelzoo.inference.runtimes.backend import Backend
-from modelzoo.inference.runtimes.base import Runtime
+from modelzoo.inference.runtimes.base import Runtime, as_cpu_array
 from modelzoo.inference.runtimes.onnx_file import INPUT_NAME, OUTPUT_NAME
 
 
@@ -52,5 +51,5 @@ class OnnxRuntimeRuntime(Runtime):
         self.session, self.device = session, device
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
-        batch = np.ascontiguousarray(pixels.detach().to("cpu", torch.float32).numpy())
+        batch = as_cpu_array(pixels)
         return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0])

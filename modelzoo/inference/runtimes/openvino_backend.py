@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from modelzoo.inference.runtimes.backend import Backend
-from modelzoo.inference.runtimes.base import Runtime
+from modelzoo.inference.runtimes.base import Runtime, as_cpu_array
 
 #: OpenVINO's name for each precision (``INFERENCE_PRECISION_HINT``).
 INFERENCE_PRECISION = {"fp32": "f32", "bf16": "bf16"}
@@ -51,6 +51,6 @@ class OpenVINORuntime(Runtime):
         self.request = compiled.create_infer_request()
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
-        batch = np.ascontiguousarray(pixels.detach().to("cpu", torch.float32).numpy())
+        batch = as_cpu_array(pixels)
         result = self.request.infer({0: batch})
         return torch.from_numpy(np.array(result[self.compiled.output(0)], dtype=np.float32))
