@@ -190,7 +190,7 @@ def test_default_workers_leave_the_cpu_to_the_network_when_it_runs_there(monkeyp
     assert default_num_workers(torch.device("cpu")) == 2
     assert default_num_workers(torch.device("cuda", 0)) == 8
     monkeypatch.setattr(features, "available_cpus", lambda: 2)
-    assert default_num_workers(torch.device("cpu")) == 1
+    assert default_num_workers(torch.device("cpu")) == 0  # a decoder process would take a core from the network
     assert default_num_workers(torch.device("cuda", 0)) == 2
 
 
