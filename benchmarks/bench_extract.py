@@ -203,7 +203,7 @@ def methods_for(name: str, model: torch.nn.Module, args: argparse.Namespace, pat
         methods += [
             ours_method("ours fp32, no BN folding", model, transform, count, fold_bn=False),
             ours_method("ours fp32, contiguous", model, transform, count, channels_last=False),
-            ours_method("ours fp32, 0 workers", model, transform, count, num_workers=0),
+            ours_method("ours fp32, 1 worker", model, transform, count, num_workers=1),
             ours_method("ours fp32, 2 workers", model, transform, count, num_workers=2),
             ours_method(
                 "ours fp32, old defaults (unfolded, contiguous, 2 workers)",
