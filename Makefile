@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make demo   runs the main job (offline end-to-end demo)
-#   make test   runs the test suite
+#   make test   runs the test suite, without the tests marked slow (CI: under 15 minutes on 2 cores)
+#   make test-all   runs every test, the slow ones included
 # Each creates the virtual environment it needs (.venv) on first use.
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install
+.PHONY: demo test test-all install
 
 install: $(STAMP)
 
@@ -27,5 +28,9 @@ demo: $(STAMP)
 	$(VENV)/bin/modelzoo demo
 
 test: $(STAMP)
+	$(VENV)/bin/python -m mypy
+	$(VENV)/bin/python -m pytest -m "not slow"
+
+test-all: $(STAMP)
 	$(VENV)/bin/python -m mypy
 	$(VENV)/bin/python -m pytest

@@ -29,6 +29,7 @@ def run_onnx(path, images: torch.Tensor) -> np.ndarray:
     return session.run(["features"], {"images": images.numpy()})[0]
 
 
+@pytest.mark.slow
 def test_cli_exports_the_trained_network_with_its_preprocessing(mirror, tmp_path, capsys):
     reference, _ = published(NAME, DATASET, mirror)
     output = tmp_path / "out" / "reid.onnx"
@@ -51,6 +52,7 @@ def test_cli_exports_the_trained_network_with_its_preprocessing(mirror, tmp_path
     assert list(output.parent.iterdir()) == [output]
 
 
+@pytest.mark.slow
 def test_hacnn_exports_with_a_dynamic_batch_and_the_mode_is_restored(tmp_path):
     # HA-CNN sizes its pooling from the input: torch's legacy exporter cannot export it at all
     model = modelzoo.build("hacnn", num_classes=10).train()

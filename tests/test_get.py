@@ -197,6 +197,7 @@ def test_other_num_classes_drops_only_the_declared_classifier(mirror):
             torch.testing.assert_close(value, state[key], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_architecture_is_refused_with_its_keys(mirror):
     wrong = manifest.resolve_checkpoint("resnet50", "market1501")
     target = manifest.resolve_checkpoint("resnet50_fc512", "market1501")

@@ -252,6 +252,7 @@ def torchrun(args: list[str], timeout: int = 240):
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_eval_under_torchrun_splits_the_images_and_prints_the_single_process_result(data_root, mirror):
     """Two CPU ranks: the features are split and gathered, rank 0 alone prints, same numbers."""
     done = torchrun(["eval", MODEL, "market", "--data-root", str(data_root), "--device", "cpu", "--workers", "0",
@@ -266,6 +267,7 @@ def test_eval_under_torchrun_splits_the_images_and_prints_the_single_process_res
         assert printed[key] == pytest.approx(getattr(alone, key), abs=1e-6), key
 
 
+@pytest.mark.slow
 def test_verify_under_torchrun_reports_once_and_fails_a_row_on_every_rank(data_root, mirror, tmp_path):
     """A row every rank can run, and one whose dataset is missing: the ranks stay in step."""
     report_dir = tmp_path / "report"

@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from modelzoo.testing import checkpoints as ckptgen
 from modelzoo.testing.server import stall_body
 from modelzoo import fetch
@@ -57,6 +59,7 @@ def wait_for(condition, what: str, timeout: float = 90.0) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_eight_processes_download_once_and_all_get_the_same_verified_file(loopback_server, tmp_path):
     state = ckptgen.toy_state_dict(seed=8)
     data = ckptgen.write_for_checkpoint(zip_checkpoint(), tmp_path, state).read_bytes()
