@@ -120,11 +120,10 @@ def test_outputs_equal_the_era_code(era, name):
         embedding = model.eval()(images)
         logits, triplet_feature = model.double().train()(era_images(era, torch.float64))
     eval_difference = relative_difference(embedding, theirs["eval"])
-    differences = {}
     if name.startswith("mgn"):
-        differences.update(_mgn_train_differences(logits, triplet_feature, theirs["train_neck"], state))
+        differences = _mgn_train_differences(logits, triplet_feature, theirs["train_neck"], state)
     else:
-        differences["train_triplet_feature"] = relative_difference(triplet_feature, theirs["train_triplet_feature"])
+        differences = {"train_triplet_feature": relative_difference(triplet_feature, theirs["train_triplet_feature"])}
         if record(era, name)["cfg"]["HEADS.CLS_LAYER"] == "circleSoftmax":  # SBS: the triplet feature is the neck
             neck, weight = theirs["train_triplet_feature"], state["heads.weight"].double()
             theirs["train_logits"] = CIRCLE_SCALE * F.linear(F.normalize(neck), F.normalize(weight))
